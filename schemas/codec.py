@@ -1,0 +1,165 @@
+"""Encoding contract models as Avro binary and as canonical JSON lines.
+
+Canonical JSON line: UTF-8, compact, fields in schema order, null fields left out, instants as
+ISO 8601 in +08:00 with milliseconds, dates as ``YYYY-MM-DD``. Events also carry ``type`` (the Avro
+record name) right after ``event_id``. ``event_id`` is the first 32 hex characters of the SHA-256 of
+the event's canonical JSON line without its ``event_id`` member, so anyone can recompute it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from collections.abc import Iterable, Iterator
+from functools import cache
+from pathlib import Path
+from typing import IO, Any, TypeVar, cast
+
+import fastavro
+import orjson
+
+from schemas import NAMESPACE, load_schema
+from schemas.models import EVENT_TYPES, Event, Record
+
+R = TypeVar("R", bound=Record)
+LOG_EVENT_NAMES = tuple(EVENT_TYPES)
+
+
+def _without_logical_types(node: Any) -> Any:
+    """A copy of a schema with logicalType annotations dropped, so the reader yields plain ints."""
+    if isinstance(node, dict):
+        return {k: _without_logical_types(v) for k, v in node.items() if k != "logicalType"}
+    if isinstance(node, list):
+        return [_without_logical_types(v) for v in node]
+    return node
+
+
+@cache
+def parsed_schema(name: str) -> Any:
+    """The parsed Avro schema of one record, as written in ``schemas/``."""
+    return fastavro.parse_schema(load_schema(name))
+
+
+# Logical types change only how values are shown, not the bytes: decoding with them stripped
+# yields the ints the models hold, without building datetime objects.
+@cache
+def _reader_schema(name: str) -> Any:
+    return fastavro.parse_schema(_without_logical_types(load_schema(name)))
+
+
+@cache
+def log_schema() -> Any:
+    """Value schema of the unified log: a union of the four source events and the clock tick."""
+    return fastavro.parse_schema([load_schema(name) for name in LOG_EVENT_NAMES])
+
+
+@cache
+def _log_reader_schema() -> Any:
+    return fastavro.parse_schema([_without_logical_types(load_schema(n)) for n in LOG_EVENT_NAMES])
+
+
+def _avro_datum(record: Record) -> dict[str, Any]:
+    return record.model_dump()
+
+
+def encode_avro(record: Record) -> bytes:
+    """Schemaless Avro binary of one record (the value bytes on a single-type topic)."""
+    out = io.BytesIO()
+    fastavro.schemaless_writer(out, parsed_schema(record.schema_name), _avro_datum(record))
+    return out.getvalue()
+
+
+def decode_avro(model: type[R], data: bytes) -> R:
+    plain = _reader_schema(model.schema_name)
+    return model.model_validate(fastavro.schemaless_reader(io.BytesIO(data), plain, plain))
+
+
+def encode_log_event(event: Event) -> bytes:
+    """Schemaless Avro binary of an event on the unified log (union branch chosen by record name)."""
+    out = io.BytesIO()
+    branch = (f"{NAMESPACE}.{event.schema_name}", _avro_datum(event))
+    fastavro.schemaless_writer(out, log_schema(), branch)
+    return out.getvalue()
+
+
+def decode_log_event(data: bytes) -> Event:
+    plain = _log_reader_schema()
+    branch = fastavro.schemaless_reader(io.BytesIO(data), plain, plain, return_record_name=True)
+    return _event_from_branch(branch)
+
+
+def write_event_container(out: IO[bytes], events: Iterable[Event]) -> int:
+    """Write events to an Avro object container file with the unified-log schema embedded."""
+    count = 0
+
+    def branches() -> Iterator[tuple[str, dict[str, Any]]]:
+        nonlocal count
+        for event in events:
+            count += 1
+            yield (f"{NAMESPACE}.{event.schema_name}", _avro_datum(event))
+
+    fastavro.writer(out, log_schema(), branches(), codec="deflate")
+    return count
+
+
+def read_event_container(source: IO[bytes]) -> Iterator[Event]:
+    """Events from an Avro object container file written with (a compatible) unified-log schema."""
+    for branch in fastavro.reader(source, _log_reader_schema(), return_record_name=True):
+        yield _event_from_branch(branch)
+
+
+def _event_from_branch(branch: object) -> Event:
+    """The event of a decoded union branch ``(full record name, datum)``."""
+    name, datum = cast(tuple[str, dict[str, Any]], branch)
+    return EVENT_TYPES[name.rpartition(".")[2]].model_validate(datum)
+
+
+def canonical_dict(record: Record) -> dict[str, Any]:
+    """The JSON object of a record's canonical line (events include ``type``)."""
+    body = record.model_dump(mode="json", exclude_none=True)
+    if isinstance(record, Event):
+        return {"event_id": body.pop("event_id"), "type": record.schema_name, **body}
+    return body
+
+
+def to_json_line(record: Record) -> bytes:
+    """The canonical JSON line of a record, without the trailing newline."""
+    return orjson.dumps(canonical_dict(record))
+
+
+def event_id_of(fields: dict[str, Any]) -> str:
+    """The content id of an event given its canonical JSON object (``event_id`` ignored if present)."""
+    body = {k: v for k, v in fields.items() if k != "event_id"}
+    return hashlib.sha256(orjson.dumps(body)).hexdigest()[:32]
+
+
+def event_from_json(obj: dict[str, Any]) -> Event:
+    """Validate a canonical JSON object (with ``type``) as the event it names."""
+    body = dict(obj)
+    type_name = body.pop("type", None)
+    model = EVENT_TYPES.get(type_name) if isinstance(type_name, str) else None
+    if model is None:
+        raise ValueError(f"unknown event type {type_name!r}; expected one of {', '.join(EVENT_TYPES)}")
+    return model.model_validate(body)
+
+
+class JsonLinesWriter:
+    """Appends canonical JSON lines of records to a file; the one way records are written as JSON Lines."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.count = 0
+        self._out: IO[bytes] = path.open("wb")
+
+    def write(self, record: Record) -> None:
+        self._out.write(to_json_line(record) + b"\n")
+        self.count += 1
+
+    def close(self) -> None:
+        self._out.close()
+
+    def __enter__(self) -> JsonLinesWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,84 @@
+"""Time in enrollbridge: China Standard Time, held as integers.
+
+Instants are milliseconds since the Unix epoch (Avro ``timestamp-millis``); local dates are days
+since 1970-01-01 (Avro ``date``). Canonical JSON shows instants as ISO 8601 in +08:00 with
+milliseconds, so the same instant always renders to the same bytes.
+"""
+
+from __future__ import annotations
+
+import calendar
+from datetime import UTC, date, datetime, timedelta, timezone
+
+CST = timezone(timedelta(hours=8), "CST")
+MS_PER_DAY = 86_400_000
+_CST_OFFSET_MS = 8 * 3_600_000
+_EPOCH_DATE = date(1970, 1, 1)
+
+
+def parse_instant(text: str) -> int:
+    """ISO 8601 text to epoch milliseconds; a time without an offset is China Standard Time.
+
+    Raises ValueError for anything that is not an ISO 8601 date or date-time.
+    """
+    value = datetime.fromisoformat(text.strip())
+    return datetime_to_ms(value)
+
+
+def datetime_to_ms(value: datetime) -> int:
+    """A datetime to epoch milliseconds; a naive datetime is China Standard Time."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=CST)
+    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
+    return delta // timedelta(milliseconds=1)
+
+
+def format_instant(ms: int) -> str:
+    """Epoch milliseconds to canonical ISO 8601, e.g. ``2023-12-31T23:30:00.000+08:00``."""
+    return datetime.fromtimestamp(ms / 1000, CST).isoformat(timespec="milliseconds")
+
+
+def parse_date(text: str) -> int:
+    """``YYYY-MM-DD`` to days since 1970-01-01."""
+    return date_to_days(date.fromisoformat(text.strip()))
+
+
+def date_to_days(value: date) -> int:
+    return (value - _EPOCH_DATE).days
+
+
+def days_to_date(days: int) -> date:
+    return _EPOCH_DATE + timedelta(days=days)
+
+
+def format_date(days: int) -> str:
+    return days_to_date(days).isoformat()
+
+
+def local_day(ms: int) -> int:
+    """The China Standard Time date (as days since epoch) that contains the instant."""
+    return (ms + _CST_OFFSET_MS) // MS_PER_DAY
+
+
+def start_of_local_day(days: int) -> int:
+    """The instant 00:00:00.000 China Standard Time of the given local date."""
+    return days * MS_PER_DAY - _CST_OFFSET_MS
+
+
+def end_of_local_day(days: int) -> int:
+    """The last millisecond of the given local date (``23:59:59.999+08:00``)."""
+    return start_of_local_day(days + 1) - 1
+
+
+def add_months(days: int, months: int) -> int:
+    """A local date plus whole months; the day is clamped to the end of a shorter month."""
+    start = days_to_date(days)
+    month_index = start.month - 1 + months
+    year, month = start.year + month_index // 12, month_index % 12 + 1
+    day = min(start.day, calendar.monthrange(year, month)[1])
+    return date_to_days(date(year, month, day))
+
+
+def year_bounds(year: int) -> tuple[int, int]:
+    """First and last local date (days since epoch) of a calendar (coverage) year."""
+    return date_to_days(date(year, 1, 1)), date_to_days(date(year, 12, 31))
