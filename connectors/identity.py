@@ -1,0 +1,106 @@
+"""Resident identity numbers (GB 11643-1999) and their pseudonyms.
+
+Raw numbers exist only inside connectors: they are validated and normalised here, turned into
+``person_key`` (HMAC-SHA256 under ENROLLBRIDGE_SECRET, SPEC section 2) and masked for people.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date
+
+from enrollbridge.errors import InputError
+from schemas.regions import PROVINCE_PREFIXES
+
+SECRET_VARIABLE = "ENROLLBRIDGE_SECRET"
+_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
+_CHECK_CHARS = "10X98765432"
+_SHAPE_18 = re.compile(r"\d{17}[\dX]")
+_SHAPE_15 = re.compile(r"\d{15}")
+
+
+class IdentityNumberError(ValueError):
+    """An identity number that is not valid; ``code`` is the dead-letter error code."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+@dataclass(frozen=True)
+class Secret:
+    """The HMAC key shared by the agencies. Its repr never shows the value."""
+
+    value: bytes = field(repr=False)
+
+    @classmethod
+    def from_environment(cls) -> Secret:
+        text = os.environ.get(SECRET_VARIABLE, "")
+        if not text:
+            raise InputError(
+                f"{SECRET_VARIABLE} is not set: it is the key shared by the agencies for person_key "
+                "(set it in the environment; it is never logged)"
+            )
+        return cls(text.encode("utf-8"))
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+
+def check_character(first17: str) -> str:
+    """The ISO 7064 MOD 11-2 check character of the first 17 digits."""
+    total = sum(int(digit) * weight for digit, weight in zip(first17, _WEIGHTS, strict=True))
+    return _CHECK_CHARS[total % 11]
+
+
+def normalise(raw: str) -> str:
+    """Validate an identity number and return its normalised 18-character form.
+
+    Accepts 18 characters (lower-case x allowed) or a legacy 15-digit number, which is converted by
+    inserting ``19`` before the 2-digit year and appending the computed check character.
+    """
+    number = raw.strip().upper()
+    if _SHAPE_15.fullmatch(number):
+        number = number[:6] + "19" + number[6:]
+        number += check_character(number)
+    elif not _SHAPE_18.fullmatch(number):
+        raise IdentityNumberError(
+            "BAD_ID_FORMAT",
+            "identity number must be 18 characters (17 digits and a digit or X) or 15 digits, "
+            f"got {len(number)} characters",
+        )
+    if number[:2] not in PROVINCE_PREFIXES:
+        raise IdentityNumberError("BAD_AREA_CODE", f"identity number area code {number[:2]}xxxx names no province")
+    birth = number[6:14]
+    try:
+        born = date(int(birth[:4]), int(birth[4:6]), int(birth[6:8]))
+    except ValueError:
+        raise IdentityNumberError("BAD_BIRTH_DATE", "identity number holds an impossible birth date") from None
+    if born.year < 1900:
+        raise IdentityNumberError("BAD_BIRTH_DATE", "identity number holds a birth date before 1900")
+    if number[17] != check_character(number[:17]):
+        raise IdentityNumberError(
+            "BAD_CHECK_CHARACTER", "identity number check character does not match (ISO 7064 MOD 11-2)"
+        )
+    return number
+
+
+def birth_date(number: str) -> date:
+    """Birth date of a normalised number."""
+    return date(int(number[6:10]), int(number[10:12]), int(number[12:14]))
+
+
+def person_key(number: str, secret: Secret) -> str:
+    """``HMAC-SHA256(key=secret, msg=normalised number)`` as 64 lower-case hex characters."""
+    return hmac.new(secret.value, number.encode("ascii"), hashlib.sha256).hexdigest()
+
+
+def mask(text: str) -> str:
+    """First 6 and last 4 characters kept, the rest ``*``; anything of 10 characters or fewer is all ``*``."""
+    if len(text) <= 10:
+        return "*" * len(text)
+    return text[:6] + "*" * (len(text) - 10) + text[-4:]
