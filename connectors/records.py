@@ -25,7 +25,7 @@ from connectors.fields import (
     enum_field,
 )
 from connectors.identity import Secret, birth_date, mask, person_key
-from schemas.codec import canonical_dict, event_id_of
+from schemas.codec import new_event
 from schemas.models import (
     HardshipAction,
     HardshipCategory,
@@ -46,7 +46,6 @@ _COMMON_HEADERS: dict[str, tuple[str, ...]] = {
     "id_number": ("身份证号", "身份证号码", "公民身份号码", "证件号码"),
     "name": ("姓名",),
 }
-_PLACEHOLDER_ID = "0" * 32
 
 
 class SourceRecord(BaseModel):
@@ -86,14 +85,13 @@ class SourceRecord(BaseModel):
 
     def event(self, secret: Secret) -> SourceEvent:
         """The pseudonymised event for this record, with its content-derived ``event_id``."""
-        draft = self.event_type(
-            event_id=_PLACEHOLDER_ID,
+        return new_event(
+            self.event_type,
             person_key=person_key(self.id_number, secret),
             occurred_at=self.occurred_at,
             masked_id=mask(self.id_number),
             **self._event_fields(),
         )
-        return draft.model_copy(update={"event_id": event_id_of(canonical_dict(draft))})
 
 
 class EducationRecord(SourceRecord):

@@ -22,6 +22,8 @@ from schemas import NAMESPACE, load_schema
 from schemas.models import EVENT_TYPES, Event, Record
 
 R = TypeVar("R", bound=Record)
+E = TypeVar("E", bound=Event)
+_PLACEHOLDER_ID = "0" * 32
 LOG_EVENT_NAMES = tuple(EVENT_TYPES)
 
 
@@ -131,6 +133,12 @@ def event_id_of(fields: dict[str, Any]) -> str:
     """The content id of an event given its canonical JSON object (``event_id`` ignored if present)."""
     body = {k: v for k, v in fields.items() if k != "event_id"}
     return hashlib.sha256(orjson.dumps(body)).hexdigest()[:32]
+
+
+def new_event(model: type[E], **fields: Any) -> E:
+    """Build an event of ``model`` from its fields and give it its content id."""
+    draft = model(event_id=_PLACEHOLDER_ID, **fields)
+    return draft.model_copy(update={"event_id": event_id_of(canonical_dict(draft))})
 
 
 def event_from_json(obj: dict[str, Any]) -> Event:

@@ -1,0 +1,200 @@
+"""Policy as data (SPEC section 5): contribution, collection period, checkpoints, waiting period,
+grace days and subsidy shares per pooling area and coverage year, loaded from TOML."""
+
+from __future__ import annotations
+
+import tomllib
+from collections.abc import Iterable, Mapping
+from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from enrollbridge.errors import InputError
+from schemas.models import HardshipCategory
+from schemas.regions import is_region_code, pool_of
+from schemas.times import (
+    days_to_date,
+    end_of_local_day,
+    format_date,
+    parse_date,
+    start_of_local_day,
+)
+
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "policies" / "default.toml"
+DEFAULT_GRACE_DAYS = 7
+MS_PER_DAY = 86_400_000
+
+
+def _yuan_to_fen(value: Any) -> int:
+    try:
+        amount = Decimal(str(value).strip())
+    except InvalidOperation:
+        raise ValueError(f"not an amount in yuan: {value!r}") from None
+    if amount < 0 or amount != amount.quantize(Decimal("0.01")):
+        raise ValueError(f"contribution must be a non-negative amount with at most two decimals: {value!r}")
+    return int(amount * 100)
+
+
+def _date(value: Any) -> int:
+    if isinstance(value, str):
+        return parse_date(value)
+    if hasattr(value, "isoformat"):  # TOML local dates arrive as datetime.date
+        return parse_date(value.isoformat())
+    raise ValueError(f"not a date: {value!r}")
+
+
+LocalDays = Annotated[int, BeforeValidator(_date)]
+
+
+class Policy(BaseModel):
+    """The policy of one pooling area for one coverage year."""
+
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    pool: str
+    coverage_year: int
+    contribution_fen: Annotated[int, BeforeValidator(_yuan_to_fen)] = Field(alias="contribution")
+    collection_start: LocalDays
+    collection_end: LocalDays
+    checkpoints: tuple[LocalDays, ...] = ()
+    waiting_period_months: Annotated[int, Field(ge=0, le=12)] = 3
+    payment_grace_days: Annotated[int, Field(ge=0, le=366)] = DEFAULT_GRACE_DAYS
+    subsidy: dict[HardshipCategory, Annotated[float, Field(ge=0.0, le=1.0)]] = {}
+    name: str | None = None
+
+    @field_validator("pool")
+    @classmethod
+    def _pool_code(cls, value: str) -> str:
+        if not is_region_code(value) or pool_of(value) != value:
+            raise ValueError(f"pool must be a city-level 6-digit code ending in 00, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Policy:
+        if self.collection_end < self.collection_start:
+            raise ValueError("collection_end is before collection_start")
+        if not self.checkpoints:
+            object.__setattr__(self, "checkpoints", _month_ends(self.collection_start, self.collection_end))
+        else:
+            object.__setattr__(self, "checkpoints", tuple(sorted(set(self.checkpoints))))
+        return self
+
+    @cached_property
+    def first_checkpoint_passes_at(self) -> int:
+        """The instant from which a tick makes the first checkpoint passed: the end of its local day."""
+        return end_of_local_day(self.checkpoints[0])
+
+    @cached_property
+    def collection_end_at(self) -> int:
+        """Last instant of the collection period (its end date is inclusive)."""
+        return end_of_local_day(self.collection_end)
+
+    def checkpoint_tick_times(self) -> list[int]:
+        """Where an offline replay puts checkpoint ticks: 00:00 China Standard Time of the next day."""
+        return [start_of_local_day(day + 1) for day in self.checkpoints]
+
+    def expected_fen(self, categories: Iterable[str]) -> int:
+        """The personal contribution after the highest subsidy share among the given active categories."""
+        share = max((self.subsidy.get(HardshipCategory(category), 0.0) for category in categories), default=0.0)
+        expected = Decimal(self.contribution_fen) * (Decimal(1) - Decimal(str(share)))
+        return int(expected.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+
+    def describe(self) -> str:
+        return f"{self.name or self.pool} {self.coverage_year}"
+
+
+def _month_ends(start: int, end: int) -> tuple[int, ...]:
+    """The last day of each month of the collection period (the SPEC's default checkpoints)."""
+    ends: list[int] = []
+    day = days_to_date(start)
+    while True:
+        next_month = day.replace(year=day.year + day.month // 12, month=day.month % 12 + 1, day=1)
+        month_end = parse_date(next_month.isoformat()) - 1
+        ends.append(min(month_end, end))
+        if month_end >= end:
+            return tuple(ends)
+        day = next_month
+
+
+class PolicyBook:
+    """All policies in force, looked up by (pool, coverage year)."""
+
+    def __init__(self, policies: Iterable[Policy]) -> None:
+        self.by_key: dict[tuple[str, int], Policy] = {}
+        for policy in policies:
+            key = (policy.pool, policy.coverage_year)
+            if key in self.by_key:
+                raise InputError(f"two policies for pool {policy.pool} and coverage year {policy.coverage_year}")
+            self.by_key[key] = policy
+        self._years_by_pool: dict[str, tuple[int, ...]] = {}
+        for pool, year in sorted(self.by_key):
+            self._years_by_pool[pool] = (*self._years_by_pool.get(pool, ()), year)
+
+    def get(self, pool: str, year: int) -> Policy | None:
+        return self.by_key.get((pool, year))
+
+    def years_of(self, pool: str) -> tuple[int, ...]:
+        return self._years_by_pool.get(pool, ())
+
+    def grace_ms(self, pool: str, year: int) -> int:
+        policy = self.by_key.get((pool, year))
+        return (policy.payment_grace_days if policy else DEFAULT_GRACE_DAYS) * MS_PER_DAY
+
+    def __iter__(self) -> Any:
+        return iter(self.by_key.values())
+
+    def __len__(self) -> int:
+        return len(self.by_key)
+
+    def first_checkpoints_passed_between(self, before: int | None, now: int) -> list[Policy]:
+        """Policies whose first checkpoint becomes passed when the clock moves from ``before`` to ``now``."""
+        return [
+            policy
+            for policy in self.by_key.values()
+            if (before is None or before < policy.first_checkpoint_passes_at)
+            and policy.first_checkpoint_passes_at <= now
+        ]
+
+    def checkpoint_tick_times(self) -> list[int]:
+        return sorted({time for policy in self for time in policy.checkpoint_tick_times()})
+
+
+def load_policies(path: Path | None = None) -> PolicyBook:
+    """Read a policy TOML file (the shipped one by default); every problem names the entry and field."""
+    path = path or DEFAULT_POLICY_FILE
+    try:
+        document = tomllib.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise InputError(f"{path}: cannot read policy file: {error.strerror or error}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as error:
+        raise InputError(f"{path}: not valid TOML: {error}") from None
+    entries = document.get("policy")
+    if not isinstance(entries, list) or not entries:
+        raise InputError(f"{path}: no [[policy]] entries")
+    policies = []
+    for index, entry in enumerate(entries, start=1):
+        try:
+            policies.append(Policy.model_validate(entry))
+        except ValidationError as error:
+            where = _entry_label(entry, index)
+            problems = "; ".join(
+                f"{'.'.join(str(part) for part in detail['loc']) or 'entry'}: {detail['msg']}"
+                for detail in error.errors(include_url=False, include_input=False)
+            )
+            raise InputError(f"{path}: {where}: {problems}") from None
+    try:
+        return PolicyBook(policies)
+    except InputError as error:
+        raise InputError(f"{path}: {error}") from None
+
+
+def _entry_label(entry: Mapping[str, Any], index: int) -> str:
+    pool, year = entry.get("pool"), entry.get("coverage_year")
+    return f"[[policy]] #{index}" + (f" (pool {pool}, year {year})" if pool or year else "")
+
+
+def describe_checkpoints(policy: Policy) -> str:
+    return ", ".join(format_date(day) for day in policy.checkpoints)

@@ -1,0 +1,321 @@
+"""The rules of SPEC section 6 as a pure function of one person's state and the clock.
+
+``evaluate`` derives which alerts should be open now, compares that with the alerts the state
+records as open, and returns one AlertRecord per transition (RESOLVED first, then OPEN, each in a
+fixed order). No I/O, no wall clock, no randomness: the same state, time and cause give the same
+records, byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import NamedTuple
+
+from schemas.models import AlertDetails, AlertRecord, RegistrationRef
+from schemas.times import add_months, local_day
+from streams.policy import PolicyBook
+from streams.state import AlertKey, Membership, OpenAlert, Payment, PersonState, Registration
+
+UNENROLLED = "UNENROLLED"
+UNPAID = "UNPAID"
+DUPLICATE_ENROLLMENT = "DUPLICATE_ENROLLMENT"
+HARDSHIP_WRONG_PLACE = "HARDSHIP_WRONG_PLACE"
+OVERPAID = "OVERPAID"
+PAID_UNREGISTERED = "PAID_UNREGISTERED"
+WAITING_PERIOD = "WAITING_PERIOD"
+KIND_ORDER = (
+    UNENROLLED,
+    UNPAID,
+    DUPLICATE_ENROLLMENT,
+    HARDSHIP_WRONG_PLACE,
+    OVERPAID,
+    PAID_UNREGISTERED,
+    WAITING_PERIOD,
+)
+_KIND_RANK = {kind: rank for rank, kind in enumerate(KIND_ORDER)}
+SEVERITY = {
+    UNENROLLED: "MEDIUM",
+    UNPAID: "MEDIUM",
+    DUPLICATE_ENROLLMENT: "HIGH",
+    HARDSHIP_WRONG_PLACE: "HIGH",
+    OVERPAID: "HIGH",
+    PAID_UNREGISTERED: "HIGH",
+    WAITING_PERIOD: "INFO",
+}
+NEVER_RESOLVES = frozenset({WAITING_PERIOD})
+
+
+class Cause(NamedTuple):
+    """The event or tick being processed: its id and its time (the alert's ``as_of``)."""
+
+    event_id: str
+    at: int
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """An alert that should be open, with what its OPEN record shows."""
+
+    pool: str
+    county: str
+    evidence: tuple[str, ...]
+    membership: Membership | None = None
+    expected_fen: int | None = None
+    paid_fen: int | None = None
+    benefit_start: int | None = None
+    registrations: tuple[Registration, ...] = ()
+    payment_refs: tuple[str, ...] = ()
+    approval_pools: tuple[str, ...] = ()
+
+
+def alert_id(kind: str, person_key: str, coverage_year: int, discriminator: str) -> str:
+    return hashlib.sha256(f"{kind}|{person_key}|{coverage_year}|{discriminator}".encode()).hexdigest()
+
+
+def evaluate(
+    person_key: str, state: PersonState, now: int | None, policies: PolicyBook, cause: Cause
+) -> list[AlertRecord]:
+    """Bring the state's open alerts in line with the rules; return the transitions, in order.
+
+    ``now`` is the time of the latest tick (None before the first): rules that wait for time
+    compare against it, never against the wall clock.
+    """
+    found = derive(state, now, policies)
+    resolved = sorted(
+        (key for key in state.open_alerts if key not in found and key[0] not in NEVER_RESOLVES), key=_order
+    )
+    opened = sorted((key for key in found if key not in state.open_alerts), key=_order)
+    records = []
+    for key in resolved:
+        records.append(_resolved_record(person_key, state, key, state.open_alerts.pop(key), cause))
+    for key in opened:
+        finding = found[key]
+        membership = finding.membership
+        state.open_alerts[key] = OpenAlert(
+            finding.pool,
+            finding.county,
+            membership.school_code if membership else None,
+            membership.school_type if membership else None,
+            membership.student_ref if membership else None,
+        )
+        records.append(_open_record(person_key, state, key, finding, cause))
+    return records
+
+
+def derive(state: PersonState, now: int | None, policies: PolicyBook) -> dict[AlertKey, Finding]:
+    """Every alert that should be open for this person at time ``now``."""
+    found: dict[AlertKey, Finding] = {}
+    roster_by_pool: dict[str, list[Membership]] = defaultdict(list)
+    for membership in state.roster.values():
+        if membership.enrolled:
+            roster_by_pool[membership.pool].append(membership)
+    years = state.years()
+    for pool in roster_by_pool:
+        years.update(policies.years_of(pool))
+    for year in sorted(years):
+        _derive_year(state, year, now, policies, roster_by_pool, found)
+    return found
+
+
+def _derive_year(
+    state: PersonState,
+    year: int,
+    now: int | None,
+    policies: PolicyBook,
+    roster_by_pool: dict[str, list[Membership]],
+    found: dict[AlertKey, Finding],
+) -> None:
+    registrations = sorted(
+        (r for r in state.registrations.values() if r.active and r.coverage_year == year),
+        key=lambda r: r.enrollment_ref,
+    )
+    residents = [r for r in registrations if r.insurance_type == "RESIDENT"]
+    employee = any(r.insurance_type == "EMPLOYEE" for r in registrations)
+    statuses = sorted((h for h in state.hardship.values() if h.valid_in(year)), key=lambda h: h.status_ref)
+    categories = [status.category for status in statuses]
+    payments_by_pool: dict[str, list[Payment]] = defaultdict(list)
+    for payment in state.payments.values():
+        if payment.coverage_year == year:
+            payments_by_pool[payment.pool].append(payment)
+    for payments in payments_by_pool.values():
+        payments.sort(key=lambda p: (p.basis.occurred_at, p.payment_ref))
+    net_by_pool = {pool: sum(p.net_fen for p in payments) for pool, payments in payments_by_pool.items()}
+
+    def expected(pool: str) -> int | None:
+        policy = policies.get(pool, year)
+        return None if policy is None else policy.expected_fen(categories)
+
+    def resident_covered(pool: str) -> bool:
+        owed = expected(pool)
+        return owed is None or net_by_pool.get(pool, 0) >= owed
+
+    covered = employee or any(resident_covered(r.pool) for r in residents)
+    attribution = _attribution(roster_by_pool, registrations)
+
+    # Students on a roster of a pool whose first checkpoint has passed: enrolled, and covered?
+    for pool, memberships in roster_by_pool.items():
+        policy = policies.get(pool, year)
+        if policy is None or now is None or now < policy.first_checkpoint_passes_at:
+            continue
+        membership = max(memberships, key=lambda m: (m.occurred_at, m.school_code, m.student_ref))
+        roster_ids = tuple(m.event_id for m in memberships)
+        if not registrations:
+            found[(UNENROLLED, year, pool)] = Finding(pool, membership.school_region, roster_ids, membership=membership)
+        elif residents and not covered:
+            pay_pool = residents[0].pool
+            payment_ids = tuple(i for p in payments_by_pool.get(pay_pool, ()) for i in p.event_ids())
+            found[(UNPAID, year, pool)] = Finding(
+                pool,
+                membership.school_region,
+                roster_ids + tuple(r.event_id for r in residents) + payment_ids,
+                membership=membership,
+                expected_fen=expected(pay_pool),
+                paid_fen=net_by_pool.get(pay_pool, 0),
+                registrations=tuple(residents),
+            )
+
+    if len(registrations) >= 2:
+        pool, county, attributed = attribution
+        found[(DUPLICATE_ENROLLMENT, year, "")] = Finding(
+            pool, county, tuple(r.event_id for r in registrations), membership=attributed,
+            registrations=tuple(registrations),
+        )  # fmt: skip
+
+    if statuses:
+        approval_pools = tuple(sorted({status.approval_pool for status in statuses}))
+        misplaced = tuple(r for r in residents if r.pool not in approval_pools)
+        if misplaced:
+            pool, county, attributed = attribution
+            found[(HARDSHIP_WRONG_PLACE, year, "")] = Finding(
+                pool, county, tuple(s.event_id for s in statuses) + tuple(r.event_id for r in misplaced),
+                membership=attributed, registrations=misplaced, approval_pools=approval_pools,
+            )  # fmt: skip
+
+    for pool, payments in payments_by_pool.items():
+        net = net_by_pool[pool]
+        owed = expected(pool)
+        county = payments[0].basis.region
+        if owed is not None and net > owed:
+            found[(OVERPAID, year, pool)] = Finding(
+                pool, county, tuple(i for p in payments for i in p.event_ids()), expected_fen=owed, paid_fen=net,
+                payment_refs=tuple(p.payment_ref for p in payments),
+            )  # fmt: skip
+        if now is not None and not any(r.pool == pool for r in registrations):
+            grace = policies.grace_ms(pool, year)
+            due = [p for p in payments if p.paid and p.net_fen > 0 and p.paid.occurred_at + grace <= now]
+            if due:
+                found[(PAID_UNREGISTERED, year, pool)] = Finding(
+                    pool, county, tuple(i for p in due for i in p.event_ids()), paid_fen=net,
+                    payment_refs=tuple(p.payment_ref for p in due),
+                )  # fmt: skip
+        late = _late_covering_payment(payments, owed) if not statuses and not employee else None
+        policy = policies.get(pool, year)
+        registration = next((r for r in residents if r.pool == pool), None)
+        if (
+            late is not None
+            and late.paid
+            and policy
+            and registration
+            and late.paid.occurred_at > policy.collection_end_at
+        ):
+            found[(WAITING_PERIOD, year, pool)] = Finding(
+                pool, late.paid.region, (registration.event_id, late.paid.event_id), expected_fen=owed, paid_fen=net,
+                benefit_start=add_months(local_day(late.paid.occurred_at), policy.waiting_period_months),
+                registrations=(registration,), payment_refs=(late.payment_ref,),
+            )  # fmt: skip
+
+
+def _late_covering_payment(payments: list[Payment], owed: int | None) -> Payment | None:
+    """The payment (in time order) that brought the net amount paid up to what is owed."""
+    if owed is None or owed <= 0:
+        return None
+    total = 0
+    for payment in payments:
+        if payment.paid is None or payment.net_fen <= 0:
+            continue
+        total += payment.net_fen
+        if total >= owed:
+            return payment
+    return None
+
+
+def _attribution(
+    roster_by_pool: dict[str, list[Membership]], registrations: list[Registration]
+) -> tuple[str, str, Membership | None]:
+    """Pool and county for alerts without a pool discriminator: the student's latest roster entry,
+    else the earliest registration involved."""
+    memberships = [m for members in roster_by_pool.values() for m in members]
+    if memberships:
+        latest = max(memberships, key=lambda m: (m.occurred_at, m.school_code, m.student_ref))
+        return latest.pool, latest.school_region, latest
+    first = min(registrations, key=lambda r: (r.occurred_at, r.enrollment_ref), default=None)
+    return (first.pool, first.region, None) if first else ("000000", "000000", None)
+
+
+def _order(key: AlertKey) -> tuple[int, int, str]:
+    return _KIND_RANK[key[0]], key[1], key[2]
+
+
+def _evidence(records: tuple[str, ...], cause: Cause) -> tuple[str, ...]:
+    ordered = tuple(sorted(set(records)))
+    return ordered if cause.event_id in ordered else (*ordered, cause.event_id)
+
+
+def _open_record(person_key: str, state: PersonState, key: AlertKey, finding: Finding, cause: Cause) -> AlertRecord:
+    kind, year, discriminator = key
+    membership = finding.membership
+    return AlertRecord(
+        alert_id=alert_id(kind, person_key, year, discriminator),
+        kind=kind,
+        status="OPEN",
+        person_key=person_key,
+        coverage_year=year,
+        pool=finding.pool,
+        as_of=cause.at,
+        severity=SEVERITY[kind],
+        evidence=_evidence(finding.evidence, cause),
+        details=AlertDetails(
+            county=finding.county,
+            masked_id=state.masked_id,
+            school_code=membership.school_code if membership else None,
+            school_type=membership.school_type if membership else None,
+            student_ref=membership.student_ref if membership else None,
+            expected_fen=finding.expected_fen,
+            paid_fen=finding.paid_fen,
+            benefit_start=finding.benefit_start,
+            registrations=tuple(
+                RegistrationRef(
+                    enrollment_ref=r.enrollment_ref, insurance_type=r.insurance_type, pool=r.pool, region=r.region
+                )
+                for r in finding.registrations
+            ),
+            payment_refs=finding.payment_refs,
+            approval_pools=finding.approval_pools,
+        ),
+    )
+
+
+def _resolved_record(
+    person_key: str, state: PersonState, key: AlertKey, opened: OpenAlert, cause: Cause
+) -> AlertRecord:
+    kind, year, discriminator = key
+    return AlertRecord(
+        alert_id=alert_id(kind, person_key, year, discriminator),
+        kind=kind,
+        status="RESOLVED",
+        person_key=person_key,
+        coverage_year=year,
+        pool=opened.pool,
+        as_of=cause.at,
+        severity=SEVERITY[kind],
+        evidence=(cause.event_id,),
+        details=AlertDetails(
+            county=opened.county,
+            masked_id=state.masked_id,
+            school_code=opened.school_code,
+            school_type=opened.school_type,
+            student_ref=opened.student_ref,
+        ),
+    )
