@@ -6,23 +6,16 @@ names dropped, and any run of digits shaped like an identity number is masked wh
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from connectors.fields import MISSING_FIELD, cell_text
-from connectors.identity import mask
+from connectors.identity import mask, redact
 from schemas.models import DeadLetter, FieldError
 
-_ID_LIKE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9])")
 _NAME_FIELDS = frozenset({"name"})
-
-
-def redact(text: str) -> str:
-    """Mask every identity-number-shaped run of characters in free text."""
-    return _ID_LIKE.sub(lambda match: mask(match.group(0)), text)
 
 
 def field_errors(error: ValidationError) -> list[FieldError]:

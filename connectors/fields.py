@@ -16,7 +16,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator
 from pydantic_core import PydanticCustomError
 
-from connectors.identity import IdentityNumberError, normalise
+from connectors.identity import IdentityNumberError, normalise, redact
 from schemas.regions import is_region_code
 from schemas.times import date_to_days, datetime_to_ms, parse_date, parse_instant
 
@@ -42,6 +42,11 @@ def _present(value: Any) -> str:
     if text is None:
         raise PydanticCustomError(MISSING_FIELD, "required value is empty")
     return text
+
+
+def _reference(value: Any) -> str:
+    # A national student number (全国学籍号) is "G" + the identity number: never let it reach a topic.
+    return redact(_present(value))
 
 
 def _optional_text(value: Any) -> str | None:
@@ -131,6 +136,7 @@ def enum_field(symbols: type[StrEnum], codes: dict[str, str] | None = None) -> A
 
 
 RequiredText = Annotated[str, BeforeValidator(_present)]
+Reference = Annotated[str, BeforeValidator(_reference)]
 OptionalText = Annotated[str | None, BeforeValidator(_optional_text)]
 IdentityNumber = Annotated[str, BeforeValidator(_identity_number)]
 Region = Annotated[str, BeforeValidator(_region)]

@@ -21,6 +21,7 @@ _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
 _SHAPE_18 = re.compile(r"\d{17}[\dX]")
 _SHAPE_15 = re.compile(r"\d{15}")
+_ID_LIKE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9])")
 
 
 class IdentityNumberError(ValueError):
@@ -104,3 +105,8 @@ def mask(text: str) -> str:
     if len(text) <= 10:
         return "*" * len(text)
     return text[:6] + "*" * (len(text) - 10) + text[-4:]
+
+
+def redact(text: str) -> str:
+    """Mask every identity-number-shaped run of characters in free text (references, messages)."""
+    return _ID_LIKE.sub(lambda match: mask(match.group(0)), text)

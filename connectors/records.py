@@ -20,6 +20,7 @@ from connectors.fields import (
     LocalDate,
     OptionalLocalDate,
     OptionalText,
+    Reference,
     Region,
     RequiredText,
     enum_field,
@@ -114,7 +115,7 @@ class EducationRecord(SourceRecord):
     school_type: enum_field(SchoolType)  # type: ignore[valid-type]
     school_region: Region
     action: enum_field(RosterAction)  # type: ignore[valid-type]
-    student_ref: RequiredText
+    student_ref: Reference
 
     def _event_fields(self) -> dict[str, Any]:
         return {
@@ -146,7 +147,7 @@ class InsuranceRecord(SourceRecord):
     region: Region
     coverage_year: CoverageYear
     action: enum_field(RegistrationAction)  # type: ignore[valid-type]
-    enrollment_ref: RequiredText
+    enrollment_ref: Reference
 
     def _event_fields(self) -> dict[str, Any]:
         return {
@@ -177,7 +178,7 @@ class TaxRecord(SourceRecord):
     amount: AmountFen
     region: Region
     action: enum_field(PaymentAction)  # type: ignore[valid-type]
-    payment_ref: RequiredText
+    payment_ref: Reference
     channel: OptionalText = None
 
     def _event_fields(self) -> dict[str, Any]:
@@ -211,7 +212,7 @@ class HardshipRecord(SourceRecord):
     action: enum_field(HardshipAction)  # type: ignore[valid-type]
     valid_from: LocalDate
     valid_to: OptionalLocalDate = None
-    status_ref: RequiredText
+    status_ref: Reference
 
     @model_validator(mode="after")
     def _validity_in_order(self) -> Self:
