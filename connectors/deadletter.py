@@ -31,7 +31,11 @@ def field_errors(error: ValidationError) -> list[FieldError]:
             message = detail["msg"]
         else:
             code, message = "BAD_VALUE", detail["msg"]
-        found.append(FieldError(field=field, code=code, message=redact(f"{field}: {message}" if field else message)))
+        found.append(
+            FieldError(
+                field=field, code=code, message=redact(f"{field}: {message}" if field else message, only_valid=False)
+            )
+        )
     return found
 
 
@@ -42,7 +46,7 @@ def masked_record(values: Mapping[str, Any]) -> dict[str, str]:
         if name in _NAME_FIELDS:
             continue
         text = cell_text(value) or ""
-        record[name] = mask(text) if name == "id_number" else redact(text)
+        record[name] = mask(text) if name == "id_number" else redact(text, only_valid=False)
     return record
 
 

@@ -107,6 +107,22 @@ def mask(text: str) -> str:
     return text[:6] + "*" * (len(text) - 10) + text[-4:]
 
 
-def redact(text: str) -> str:
-    """Mask every identity-number-shaped run of characters in free text (references, messages)."""
+def redact(text: str, *, only_valid: bool = True) -> str:
+    """Mask identity numbers inside free text.
+
+    By default only runs that are valid identity numbers are masked, so a reference that merely has
+    15 digits in a row (a serial number) keeps its value. ``only_valid=False`` masks every run shaped
+    like one: for bad records, where a number with a typo is still somebody's number.
+    """
+    if only_valid:
+        return _ID_LIKE.sub(_mask_if_identity, text)
     return _ID_LIKE.sub(lambda match: mask(match.group(0)), text)
+
+
+def _mask_if_identity(match: re.Match[str]) -> str:
+    candidate = match.group(0)
+    try:
+        normalise(candidate)
+    except IdentityNumberError:
+        return candidate
+    return mask(candidate)

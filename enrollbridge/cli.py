@@ -71,6 +71,70 @@ def ingest(source: str, files: tuple[Path, ...], out: Path | None, dlq: Path | N
     click.echo(f"events: {out}  dead letters: {dlq}")
 
 
+def _rates_option(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
+    from enrollbridge.synth.season import DEFAULT_RATES
+
+    rates: dict[str, float] = {}
+    for value in values:
+        name, _, number = value.partition("=")
+        if name not in DEFAULT_RATES:
+            raise click.BadParameter(f"unknown rate {name!r}; known: {', '.join(DEFAULT_RATES)}")
+        try:
+            rates[name] = float(number)
+        except ValueError:
+            raise click.BadParameter(f"{value!r}: expected NAME=NUMBER") from None
+        if not 0.0 <= rates[name] <= 1.0:
+            raise click.BadParameter(f"{value!r}: a rate is between 0 and 1")
+    return rates
+
+
+@cli.command()
+@click.option("--pool", required=True, help="City-level pool code, e.g. 450200 (Liuzhou).")
+@click.option("--year", "coverage_year", required=True, type=int, help="Coverage year, e.g. 2024.")
+@click.option("--students", required=True, type=click.IntRange(min=1), help="Number of students on the rosters.")
+@click.option("--seed", default=1, show_default=True, type=int, help="Random seed: the same seed gives the same files.")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write into.")
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Policy TOML (default: the shipped policies).",
+)
+@click.option("--format", "file_format", type=click.Choice(["csv", "jsonl", "xlsx"]), default="csv", show_default=True)
+@click.option("--headers", type=click.Choice(["chinese", "canonical"]), default="chinese", show_default=True)
+@click.option(
+    "--rate",
+    "rates",
+    multiple=True,
+    callback=_rates_option,
+    metavar="NAME=SHARE",
+    help="Override an anomaly rate, e.g. --rate unenrolled=0.05 (repeatable).",
+)
+def synth(
+    pool: str, coverage_year: int, students: int, seed: int, out: Path, policy_file: Path | None,
+    file_format: str, headers: str, rates: dict[str, float],
+) -> None:  # fmt: skip
+    """Generate a realistic season for one city: four agency files, ground truth and a manifest."""
+    from connectors.identity import Secret
+    from enrollbridge.synth.season import SeasonConfig, SeasonGenerator
+    from streams.policy import load_policies
+
+    secret = Secret.from_environment()
+    policies = load_policies(policy_file)
+    policy = policies.get(pool, coverage_year)
+    if policy is None:
+        raise InputError(f"no policy for pool {pool} and coverage year {coverage_year}; pass --policy with one")
+    config = SeasonConfig(pool, coverage_year, students, seed, out, policy, policies, rates, file_format, headers)
+    manifest = SeasonGenerator(config, secret).generate()
+    for counts in manifest["files"].values():
+        bad, again = counts["rejected"], counts["redelivered"]
+        click.echo(f"  {out / counts['path']}: {counts['rows']} rows ({bad} bad, {again} re-delivered)")
+    alerts = sum(n for statuses in manifest["alerts"].values() for n in statuses.values())
+    truth = out / "expected_alerts.jsonl"
+    click.echo(f"season {pool} {coverage_year}: {students} students, {alerts} expected alerts in {truth}")
+    click.echo(f"replay with: --policy {out / 'policy.toml'} --until {manifest['until']}")
+
+
 def _instant_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> int | None:
     from schemas.times import parse_instant
 

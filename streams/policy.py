@@ -10,7 +10,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from enrollbridge.errors import InputError
 from schemas.models import HardshipCategory
@@ -46,6 +55,10 @@ def _date(value: Any) -> int:
     raise ValueError(f"not a date: {value!r}")
 
 
+def _category(value: str) -> str:
+    return HardshipCategory(value).value  # ValueError names the unknown category
+
+
 LocalDays = Annotated[int, BeforeValidator(_date)]
 
 
@@ -62,7 +75,7 @@ class Policy(BaseModel):
     checkpoints: tuple[LocalDays, ...] = ()
     waiting_period_months: Annotated[int, Field(ge=0, le=12)] = 3
     payment_grace_days: Annotated[int, Field(ge=0, le=366)] = DEFAULT_GRACE_DAYS
-    subsidy: dict[HardshipCategory, Annotated[float, Field(ge=0.0, le=1.0)]] = {}
+    subsidy: dict[Annotated[str, AfterValidator(_category)], Annotated[float, Field(ge=0.0, le=1.0)]] = {}
     name: str | None = None
 
     @field_validator("pool")
@@ -97,13 +110,33 @@ class Policy(BaseModel):
         return [start_of_local_day(day + 1) for day in self.checkpoints]
 
     def expected_fen(self, categories: Iterable[str]) -> int:
-        """The personal contribution after the highest subsidy share among the given active categories."""
-        share = max((self.subsidy.get(HardshipCategory(category), 0.0) for category in categories), default=0.0)
-        expected = Decimal(self.contribution_fen) * (Decimal(1) - Decimal(str(share)))
-        return int(expected.quantize(Decimal(1), rounding=ROUND_HALF_UP))
+        """The personal contribution after the highest subsidy share among the given active categories,
+        rounded half up to the fen."""
+        share = max((self.subsidy.get(category, 0.0) for category in categories), default=0.0)
+        exact = Decimal(self.contribution_fen) * (Decimal(1) - Decimal(str(share)))
+        return int(exact.quantize(Decimal(1), rounding=ROUND_HALF_UP))
 
     def describe(self) -> str:
         return f"{self.name or self.pool} {self.coverage_year}"
+
+    def to_toml(self) -> str:
+        """This policy as a ``[[policy]]`` entry that ``load_policies`` reads back unchanged."""
+        lines = ["[[policy]]", f'pool = "{self.pool}"']
+        if self.name:
+            lines.append(f'name = "{self.name}"')
+        lines += [
+            f"coverage_year = {self.coverage_year}",
+            f'contribution = "{self.contribution_fen // 100}.{self.contribution_fen % 100:02d}"',
+            f'collection_start = "{format_date(self.collection_start)}"',
+            f'collection_end = "{format_date(self.collection_end)}"',
+            "checkpoints = [" + ", ".join(f'"{format_date(day)}"' for day in self.checkpoints) + "]",
+            f"waiting_period_months = {self.waiting_period_months}",
+            f"payment_grace_days = {self.payment_grace_days}",
+            "",
+            "[policy.subsidy]",
+            *(f"{category} = {share}" for category, share in sorted(self.subsidy.items())),
+        ]
+        return "\n".join(lines) + "\n"
 
 
 def _month_ends(start: int, end: int) -> tuple[int, ...]:
@@ -129,12 +162,22 @@ class PolicyBook:
             if key in self.by_key:
                 raise InputError(f"two policies for pool {policy.pool} and coverage year {policy.coverage_year}")
             self.by_key[key] = policy
+        self._owed: dict[tuple[str, int, tuple[str, ...]], int | None] = {}
         self._years_by_pool: dict[str, tuple[int, ...]] = {}
         for pool, year in sorted(self.by_key):
             self._years_by_pool[pool] = (*self._years_by_pool.get(pool, ()), year)
 
     def get(self, pool: str, year: int) -> Policy | None:
         return self.by_key.get((pool, year))
+
+    def expected_fen(self, pool: str, year: int, categories: tuple[str, ...]) -> int | None:
+        """What a person with these active hardship categories owes in (pool, year); None without a policy.
+        Answers are remembered: there are few distinct combinations and the rules ask on every event."""
+        key = (pool, year, categories)
+        if key not in self._owed:
+            policy = self.by_key.get((pool, year))
+            self._owed[key] = None if policy is None else policy.expected_fen(categories)
+        return self._owed[key]
 
     def years_of(self, pool: str) -> tuple[int, ...]:
         return self._years_by_pool.get(pool, ())
@@ -194,7 +237,3 @@ def load_policies(path: Path | None = None) -> PolicyBook:
 def _entry_label(entry: Mapping[str, Any], index: int) -> str:
     pool, year = entry.get("pool"), entry.get("coverage_year")
     return f"[[policy]] #{index}" + (f" (pool {pool}, year {year})" if pool or year else "")
-
-
-def describe_checkpoints(policy: Policy) -> str:
-    return ", ".join(format_date(day) for day in policy.checkpoints)

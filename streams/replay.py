@@ -26,6 +26,7 @@ from tqdm import tqdm
 from enrollbridge.errors import InputError
 from schemas.codec import event_from_json, new_event, read_event_container, to_json_line
 from schemas.models import AlertRecord, ClockTick, Event, LogEvent
+from schemas.times import parse_instant
 from streams.engine import Engine, MemoryStore
 from streams.policy import PolicyBook
 
@@ -107,17 +108,20 @@ class _ExternalSort:
         self.runs.append(run)
         self.buffer = []
 
-    def sorted_lines(self) -> Iterator[bytes]:
+    def sorted_lines(self) -> Iterator[tuple[int, int, bytes]]:
+        """(file rank, line, canonical line) in key order."""
         if not self.runs:
             self.buffer.sort(key=lambda item: item[0])
-            for _, line in self.buffer:
-                yield line
+            for key, line in self.buffer:
+                yield key[2], key[3], line
             return
         if self.buffer:
             self._spill()
         try:
-            for line in heapq.merge(*self.runs, key=_run_key):
-                yield line.split(b"\t", 1)[1].rstrip(b"\n")
+            for row in heapq.merge(*self.runs, key=_run_key):
+                prefix, line = row.split(b"\t", 1)
+                _, _, file_rank, number = prefix.split()
+                yield int(file_rank), int(number), line.rstrip(b"\n")
         finally:
             for run in self.runs:
                 run.close()
@@ -157,12 +161,11 @@ def replay(
     with _bar(total, "reading", progress) as bar:
         for file_rank, path in enumerate(ordered):
             done = 0
-            for number, event in read_events(path):
-                if isinstance(event, ClockTick):
+            for number, type_name, occurred_at, line in _scan(path):
+                if type_name == "ClockTick":
                     has_ticks = True
                     continue
-                line = to_json_line(event)
-                sorter.add((event.occurred_at, TYPE_RANK[event.schema_name], file_rank, number), line)
+                sorter.add((occurred_at, TYPE_RANK[type_name], file_rank, number), line)
                 done += len(line) + 1
                 if number % 4096 == 0:
                     bar.update(done)
@@ -171,7 +174,33 @@ def replay(
     if has_ticks:
         sorter.buffer.clear()
         return _replay_log(paths, policies, on_alert, until, progress)
-    return _replay_merged(sorter, policies, on_alert, until, progress, [str(p) for p in ordered])
+    return _replay_merged(sorter, policies, on_alert, until, progress, ordered)
+
+
+def _scan(path: Path) -> Iterator[tuple[int, str, int, bytes]]:
+    """(line, type, occurred_at, canonical line) of each event, read cheaply for sorting.
+
+    JSON lines are kept as read; they are validated in full when replayed, with their file and line.
+    """
+    with path.open("rb") as raw:
+        is_avro = raw.read(4) == AVRO_MAGIC
+    if is_avro:
+        for number, event in read_events(path):
+            yield number, event.schema_name, event.occurred_at, to_json_line(event)
+        return
+    with path.open("rb") as raw:
+        for number, line in enumerate(raw, start=1):
+            line = line.rstrip(b"\r\n")
+            if not line.strip():
+                continue
+            try:
+                obj = orjson.loads(line)
+                type_name, occurred_at = obj["type"], parse_instant(obj["occurred_at"])
+                TYPE_RANK[type_name]
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                _event_from_line(path, number, line)  # raises the precise error
+                raise InputError(f"{path}:{number}: not an event: needs a known type and occurred_at") from None
+            yield number, type_name, occurred_at, line
 
 
 def _bar(total: int, what: str, progress: bool | None) -> tqdm:  # type: ignore[type-arg]
@@ -191,9 +220,9 @@ def _replay_merged(
     on_alert: Callable[[AlertRecord], None],
     until: int | None,
     progress: bool | None,
-    files: list[str],
+    files: list[Path],
 ) -> ReplayResult:
-    result = ReplayResult("merged", files=files)
+    result = ReplayResult("merged", files=[str(f) for f in files])
     tick_times = [t for t in policies.checkpoint_tick_times() if until is None or t <= until]
     if until is not None and until not in tick_times:
         tick_times.append(until)
@@ -208,9 +237,9 @@ def _replay_merged(
             on_alert(alert)
 
     with tqdm(unit=" events", desc="replaying", disable=None if progress is None else not progress, leave=False) as bar:
-        for line in sorter.sorted_lines():
-            event = event_from_json(orjson.loads(line))
-            occurred_at: int = event.occurred_at  # type: ignore[attr-defined]
+        for file_rank, number, line in sorter.sorted_lines():
+            event = _event_from_line(files[file_rank], number, line)
+            occurred_at: int = event.occurred_at
             while next_tick is not None and next_tick <= occurred_at:
                 run(make_tick(next_tick))
                 result.ticks += 1
@@ -218,7 +247,7 @@ def _replay_merged(
             if until is not None and occurred_at > until:
                 result.skipped_after_until += 1
                 continue
-            run(event)  # type: ignore[arg-type]
+            run(event)
             result.events += 1
             if result.events % 4096 == 0:
                 bar.update(4096)

@@ -9,14 +9,13 @@ records, byte for byte.
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import NamedTuple
 
 from schemas.models import AlertDetails, AlertRecord, RegistrationRef
 from schemas.times import add_months, local_day
 from streams.policy import PolicyBook
-from streams.state import AlertKey, Membership, OpenAlert, Payment, PersonState, Registration
+from streams.state import AlertKey, HardshipStatus, Membership, OpenAlert, Payment, PersonState, Registration
 
 UNENROLLED = "UNENROLLED"
 UNPAID = "UNPAID"
@@ -106,78 +105,96 @@ def evaluate(
 
 def derive(state: PersonState, now: int | None, policies: PolicyBook) -> dict[AlertKey, Finding]:
     """Every alert that should be open for this person at time ``now``."""
-    found: dict[AlertKey, Finding] = {}
-    roster_by_pool: dict[str, list[Membership]] = defaultdict(list)
+    # One pass over each kind of record, bucketed by coverage year (and pool).
+    roster_by_pool: dict[str, list[Membership]] = {}
     for membership in state.roster.values():
         if membership.enrolled:
-            roster_by_pool[membership.pool].append(membership)
-    years = state.years()
+            roster_by_pool.setdefault(membership.pool, []).append(membership)
+    registrations_by_year: dict[int, list[Registration]] = {}
+    for registration in state.registrations.values():
+        if registration.active:
+            registrations_by_year.setdefault(registration.coverage_year, []).append(registration)
+    payments_by_year: dict[int, dict[str, list[Payment]]] = {}
+    for payment in state.payments.values():
+        payments_by_year.setdefault(payment.coverage_year, {}).setdefault(payment.pool, []).append(payment)
+    years = set(registrations_by_year) | set(payments_by_year)
+    years.update(key[1] for key in state.open_alerts)
     for pool in roster_by_pool:
         years.update(policies.years_of(pool))
+    found: dict[AlertKey, Finding] = {}
     for year in sorted(years):
-        _derive_year(state, year, now, policies, roster_by_pool, found)
+        registrations = registrations_by_year.get(year, [])
+        if len(registrations) > 1:
+            registrations.sort(key=_by_ref)
+        statuses = [h for h in state.hardship.values() if h.valid_in(year)] if state.hardship else []
+        if len(statuses) > 1:
+            statuses.sort(key=lambda h: h.status_ref)
+        _derive_year(
+            year, now, policies, roster_by_pool, registrations, statuses, payments_by_year.get(year, {}), found
+        )
     return found
 
 
+def _by_ref(registration: Registration) -> str:
+    return registration.enrollment_ref
+
+
 def _derive_year(
-    state: PersonState,
     year: int,
     now: int | None,
     policies: PolicyBook,
     roster_by_pool: dict[str, list[Membership]],
+    registrations: list[Registration],
+    statuses: list[HardshipStatus],
+    payments_by_pool: dict[str, list[Payment]],
     found: dict[AlertKey, Finding],
 ) -> None:
-    registrations = sorted(
-        (r for r in state.registrations.values() if r.active and r.coverage_year == year),
-        key=lambda r: r.enrollment_ref,
-    )
     residents = [r for r in registrations if r.insurance_type == "RESIDENT"]
-    employee = any(r.insurance_type == "EMPLOYEE" for r in registrations)
-    statuses = sorted((h for h in state.hardship.values() if h.valid_in(year)), key=lambda h: h.status_ref)
-    categories = [status.category for status in statuses]
-    payments_by_pool: dict[str, list[Payment]] = defaultdict(list)
-    for payment in state.payments.values():
-        if payment.coverage_year == year:
-            payments_by_pool[payment.pool].append(payment)
-    for payments in payments_by_pool.values():
-        payments.sort(key=lambda p: (p.basis.occurred_at, p.payment_ref))
-    net_by_pool = {pool: sum(p.net_fen for p in payments) for pool, payments in payments_by_pool.items()}
+    employee = len(residents) < len(registrations)
+    categories = tuple(sorted({status.category for status in statuses}))
+    net_by_pool: dict[str, int] = {}
+    for pool, payments in payments_by_pool.items():
+        if len(payments) > 1:
+            payments.sort(key=lambda p: (p.basis.occurred_at, p.payment_ref))
+        net_by_pool[pool] = sum(p.net_fen for p in payments)
 
     def expected(pool: str) -> int | None:
-        policy = policies.get(pool, year)
-        return None if policy is None else policy.expected_fen(categories)
+        return policies.expected_fen(pool, year, categories)
 
-    def resident_covered(pool: str) -> bool:
-        owed = expected(pool)
-        return owed is None or net_by_pool.get(pool, 0) >= owed
-
-    covered = employee or any(resident_covered(r.pool) for r in residents)
-    attribution = _attribution(roster_by_pool, registrations)
+    covered = employee
+    for registration in residents:
+        owed = expected(registration.pool)
+        if owed is None or net_by_pool.get(registration.pool, 0) >= owed:
+            covered = True
+            break
 
     # Students on a roster of a pool whose first checkpoint has passed: enrolled, and covered?
-    for pool, memberships in roster_by_pool.items():
-        policy = policies.get(pool, year)
-        if policy is None or now is None or now < policy.first_checkpoint_passes_at:
-            continue
-        membership = max(memberships, key=lambda m: (m.occurred_at, m.school_code, m.student_ref))
-        roster_ids = tuple(m.event_id for m in memberships)
-        if not registrations:
-            found[(UNENROLLED, year, pool)] = Finding(pool, membership.school_region, roster_ids, membership=membership)
-        elif residents and not covered:
-            pay_pool = residents[0].pool
-            payment_ids = tuple(i for p in payments_by_pool.get(pay_pool, ()) for i in p.event_ids())
-            found[(UNPAID, year, pool)] = Finding(
-                pool,
-                membership.school_region,
-                roster_ids + tuple(r.event_id for r in residents) + payment_ids,
-                membership=membership,
-                expected_fen=expected(pay_pool),
-                paid_fen=net_by_pool.get(pay_pool, 0),
-                registrations=tuple(residents),
-            )
+    if now is not None and (not registrations or not covered):
+        for pool, memberships in roster_by_pool.items():
+            policy = policies.get(pool, year)
+            if policy is None or now < policy.first_checkpoint_passes_at:
+                continue
+            membership = memberships[0] if len(memberships) == 1 else max(memberships, key=_latest_membership)
+            roster_ids = tuple(m.event_id for m in memberships)
+            if not registrations:
+                found[(UNENROLLED, year, pool)] = Finding(
+                    pool, membership.school_region, roster_ids, membership=membership
+                )
+            elif residents:
+                pay_pool = residents[0].pool
+                payment_ids = tuple(i for p in payments_by_pool.get(pay_pool, ()) for i in p.event_ids())
+                found[(UNPAID, year, pool)] = Finding(
+                    pool,
+                    membership.school_region,
+                    roster_ids + tuple(r.event_id for r in residents) + payment_ids,
+                    membership=membership,
+                    expected_fen=expected(pay_pool),
+                    paid_fen=net_by_pool.get(pay_pool, 0),
+                    registrations=tuple(residents),
+                )
 
     if len(registrations) >= 2:
-        pool, county, attributed = attribution
+        pool, county, attributed = _attribution(roster_by_pool, registrations)
         found[(DUPLICATE_ENROLLMENT, year, "")] = Finding(
             pool, county, tuple(r.event_id for r in registrations), membership=attributed,
             registrations=tuple(registrations),
@@ -187,7 +204,7 @@ def _derive_year(
         approval_pools = tuple(sorted({status.approval_pool for status in statuses}))
         misplaced = tuple(r for r in residents if r.pool not in approval_pools)
         if misplaced:
-            pool, county, attributed = attribution
+            pool, county, attributed = _attribution(roster_by_pool, registrations)
             found[(HARDSHIP_WRONG_PLACE, year, "")] = Finding(
                 pool, county, tuple(s.event_id for s in statuses) + tuple(r.event_id for r in misplaced),
                 membership=attributed, registrations=misplaced, approval_pools=approval_pools,
@@ -210,21 +227,21 @@ def _derive_year(
                     pool, county, tuple(i for p in due for i in p.event_ids()), paid_fen=net,
                     payment_refs=tuple(p.payment_ref for p in due),
                 )  # fmt: skip
-        late = _late_covering_payment(payments, owed) if not statuses and not employee else None
+        if statuses or employee or owed is None:
+            continue
+        late = _late_covering_payment(payments, owed)
         policy = policies.get(pool, year)
-        registration = next((r for r in residents if r.pool == pool), None)
-        if (
-            late is not None
-            and late.paid
-            and policy
-            and registration
-            and late.paid.occurred_at > policy.collection_end_at
-        ):
+        covering = next((r for r in residents if r.pool == pool), None)
+        if late is not None and late.paid and policy and covering and late.paid.occurred_at > policy.collection_end_at:
             found[(WAITING_PERIOD, year, pool)] = Finding(
-                pool, late.paid.region, (registration.event_id, late.paid.event_id), expected_fen=owed, paid_fen=net,
+                pool, late.paid.region, (covering.event_id, late.paid.event_id), expected_fen=owed, paid_fen=net,
                 benefit_start=add_months(local_day(late.paid.occurred_at), policy.waiting_period_months),
-                registrations=(registration,), payment_refs=(late.payment_ref,),
+                registrations=(covering,), payment_refs=(late.payment_ref,),
             )  # fmt: skip
+
+
+def _latest_membership(membership: Membership) -> tuple[int, str, str]:
+    return membership.occurred_at, membership.school_code, membership.student_ref
 
 
 def _late_covering_payment(payments: list[Payment], owed: int | None) -> Payment | None:
@@ -248,7 +265,7 @@ def _attribution(
     else the earliest registration involved."""
     memberships = [m for members in roster_by_pool.values() for m in members]
     if memberships:
-        latest = max(memberships, key=lambda m: (m.occurred_at, m.school_code, m.student_ref))
+        latest = max(memberships, key=_latest_membership)
         return latest.pool, latest.school_region, latest
     first = min(registrations, key=lambda r: (r.occurred_at, r.enrollment_ref), default=None)
     return (first.pool, first.region, None) if first else ("000000", "000000", None)
