@@ -95,6 +95,14 @@ def test_employee_insurance_counts_as_covered() -> None:
     assert season.feed(tick(FIRST_CHECKPOINT_TICK)) == []
 
 
+def test_employee_insurance_covers_a_student_whose_resident_registration_is_unpaid() -> None:
+    season = Season()
+    season.feed(roster("ann", "2023-09-01T08:00"), registration("ann", "2023-09-05T08:00", "E1"))
+    season.feed(registration("ann", "2023-09-06T08:00", "E2", insurance="EMPLOYEE"))
+    assert season.feed(tick(FIRST_CHECKPOINT_TICK)) == []
+    assert set(season.open_kinds("ann")) == {"DUPLICATE_ENROLLMENT"}
+
+
 def test_duplicate_across_pools_opens_and_resolves_when_one_is_cancelled() -> None:
     season = Season()
     season.feed(registration("bob", "2023-09-05T08:00", "E1"))
@@ -279,8 +287,16 @@ def test_a_correction_with_the_same_reference_and_action_replaces_the_record() -
     # The tax bureau corrects the amount of P1 to twice the contribution: overpaid, not a second payment.
     assert transitions(season.feed(payment("oli", "2023-09-06T09:00", "P1", fen=76000))) == [("OVERPAID", "OPEN")]
     assert transitions(season.feed(payment("oli", "2023-09-06T10:00", "P1", fen=38000))) == [("OVERPAID", "RESOLVED")]
-    # The original record delivered once more does not undo the correction.
+    # The record it corrected, delivered once more, does not undo the correction.
     assert season.feed(payment("oli", "2023-09-06T09:00", "P1", fen=76000)) == []
+
+
+def test_a_same_time_correction_is_not_undone_by_redelivering_the_original() -> None:
+    season = Season()
+    season.feed(registration("oli", "2023-09-05T08:00", "E1"))
+    assert transitions(season.feed(payment("oli", "2023-09-06T08:00", "P1", fen=76000))) == [("OVERPAID", "OPEN")]
+    assert transitions(season.feed(payment("oli", "2023-09-06T08:00", "P1", fen=38000))) == [("OVERPAID", "RESOLVED")]
+    assert season.feed(payment("oli", "2023-09-06T08:00", "P1", fen=76000)) == []
 
 
 def test_an_older_record_for_a_reference_does_not_replace_a_newer_one() -> None:

@@ -1,0 +1,3 @@
+from enrollbridge.cli import main
+
+main()
