@@ -190,5 +190,23 @@ def replay(files: tuple[Path, ...], policy_file: Path | None, until: int | None,
     click.echo(tally.render())
 
 
+@cli.command()
+@click.option("--students", default=20_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--seed", default=1, show_default=True, type=int)
+@click.option("--out", default=Path("season"), show_default=True, type=click.Path(file_okay=False, path_type=Path))
+def demo(students: int, seed: int, out: Path) -> None:
+    """A whole Liuzhou 2024 season: generated, ingested, replayed and summarised."""
+    import os
+
+    from connectors.identity import SECRET_VARIABLE, Secret
+    from enrollbridge.demo import offline_season
+
+    if not os.environ.get(SECRET_VARIABLE):
+        click.echo(f"{SECRET_VARIABLE} is not set: using a throw-away demo secret")
+        os.environ[SECRET_VARIABLE] = "enrollbridge-demo-only"
+    tally = offline_season(out, students, seed, Secret.from_environment())
+    click.echo(tally.render())
+
+
 def main() -> None:
     cli(prog_name="enrollbridge")

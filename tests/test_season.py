@@ -1,0 +1,183 @@
+"""Generated seasons end to end through the command line: ingest counts, ground truth, privacy,
+and a replay that does not depend on how its inputs are named or encoded."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from connectors.identity import normalise
+from enrollbridge.synth.season import SOURCES
+from schemas.codec import event_from_json, write_event_container
+from tests.cli import enrollbridge
+
+LARGE = 100_000
+
+
+class Season:
+    """A generated season, ingested and replayed with the commands a user runs."""
+
+    def __init__(self, folder: Path, students: int, seed: int) -> None:
+        self.folder = folder
+        run = enrollbridge(
+            "synth", "--pool", "450200", "--year", "2024", "--students", students, "--seed", seed, "--out", folder
+        )
+        assert run.returncode == 0, run.stderr
+        self.manifest: dict[str, Any] = orjson.loads((folder / "manifest.json").read_bytes())
+        self.ingest_output: dict[str, str] = {}
+        for source in SOURCES:
+            run = enrollbridge(
+                "ingest",
+                source,
+                folder / f"{source}.csv",
+                "--out",
+                self.events(source),
+                "--dlq",
+                folder / f"{source}.dlq.jsonl",
+            )
+            assert run.returncode == 0, run.stderr
+            self.ingest_output[source] = run.stdout
+        self.alerts = folder / "alerts.jsonl"
+        self.replay_output = self.replay(self.alerts, *(self.events(s) for s in SOURCES))
+
+    def events(self, source: str) -> Path:
+        return self.folder / f"{source}.events.jsonl"
+
+    def replay(self, out: Path, *inputs: Path) -> str:
+        run = enrollbridge(
+            "replay", *inputs, "--policy", self.folder / "policy.toml", "--until", self.manifest["until"], "--out", out
+        )
+        assert run.returncode == 0, run.stderr
+        return run.stdout
+
+
+@pytest.fixture(scope="module")
+def large_season(tmp_path_factory: pytest.TempPathFactory, secret_module: None) -> Season:
+    return Season(tmp_path_factory.mktemp("large"), LARGE, seed=11)
+
+
+@pytest.fixture(scope="module")
+def small_season(tmp_path_factory: pytest.TempPathFactory, secret_module: None) -> Season:
+    return Season(tmp_path_factory.mktemp("small"), 4_000, seed=5)
+
+
+@pytest.fixture(scope="module")
+def secret_module() -> Any:
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ENROLLBRIDGE_SECRET", "season-test-secret")
+        yield
+
+
+def _final_states(lines: bytes) -> dict[str, tuple[str, str]]:
+    final: dict[str, tuple[str, str]] = {}
+    for line in lines.splitlines():
+        record = orjson.loads(line)
+        final[record["alert_id"]] = (record["kind"], record["status"])
+    return final
+
+
+def test_ingest_counts_are_what_the_season_expects(large_season: Season) -> None:
+    for source in SOURCES:
+        expected = large_season.manifest["files"][source]
+        assert (
+            f"read {expected['rows']}, accepted {expected['accepted']}, rejected {expected['rejected']}"
+            in (large_season.ingest_output[source])
+        )
+        dead = [orjson.loads(line) for line in (large_season.folder / f"{source}.dlq.jsonl").read_bytes().splitlines()]
+        codes: dict[str, int] = {}
+        for letter in dead:
+            codes[letter["error_code"]] = codes.get(letter["error_code"], 0) + 1
+        assert codes == expected["rejected_by_code"]
+
+
+def test_replay_reproduces_the_ground_truth_exactly(large_season: Season) -> None:
+    truth_lines = (large_season.folder / "expected_alerts.jsonl").read_bytes()
+    truth = _final_states(truth_lines)
+    replayed = _final_states(large_season.alerts.read_bytes())
+    agreeing = {alert_id for alert_id, state in replayed.items() if truth.get(alert_id) == state}
+    precision, recall = len(agreeing) / len(replayed), len(agreeing) / len(truth)
+    assert (precision, recall) == (1.0, 1.0), {
+        "unexpected": sorted({replayed[a] for a in replayed.keys() - agreeing})[:10],
+        "missed": sorted({truth[a] for a in truth.keys() - agreeing})[:10],
+    }
+    assert len(truth) > LARGE / 10  # the season has plenty of anomalies to find
+    starts = {
+        (r := orjson.loads(line))["alert_id"]: r["benefit_start"]
+        for line in truth_lines.splitlines()
+        if b"WAITING_PERIOD" in line
+    }
+    for line in large_season.alerts.read_bytes().splitlines():
+        record = orjson.loads(line)
+        if record["kind"] == "WAITING_PERIOD":
+            assert record["details"]["benefit_start"] == starts[record["alert_id"]]
+
+
+def test_replay_prints_the_alert_summary(large_season: Season) -> None:
+    truth = _final_states((large_season.folder / "expected_alerts.jsonl").read_bytes())
+    for kind in ("UNENROLLED", "DUPLICATE_ENROLLMENT", "WAITING_PERIOD"):
+        opened = sum(1 for k, status in truth.values() if k == kind and status == "OPEN")
+        resolved = sum(1 for k, status in truth.values() if k == kind and status == "RESOLVED")
+        assert re.search(rf"^{kind}\s+{opened}\s+{resolved}$", large_season.replay_output, re.MULTILINE)
+    assert "open (resolved) by county" in large_season.replay_output and "450202" in large_season.replay_output
+
+
+def test_replay_does_not_depend_on_file_order_or_names(small_season: Season) -> None:
+    folder = small_season.folder
+    renamed = []
+    for index, source in enumerate(reversed(SOURCES)):
+        copy = folder / f"zz-{index}-{source}.jsonl"
+        copy.write_bytes(small_season.events(source).read_bytes())
+        renamed.append(copy)
+    small_season.replay(folder / "alerts-reordered.jsonl", *renamed)
+    assert (folder / "alerts-reordered.jsonl").read_bytes() == small_season.alerts.read_bytes()
+
+
+def test_avro_container_inputs_replay_to_the_same_bytes(small_season: Season) -> None:
+    folder = small_season.folder
+    containers = []
+    for source in SOURCES:
+        events = [event_from_json(orjson.loads(line)) for line in small_season.events(source).read_bytes().splitlines()]
+        path = folder / f"{source}.avro"
+        with path.open("wb") as out:
+            write_event_container(out, events)
+        containers.append(path)
+    small_season.replay(folder / "alerts-avro.jsonl", *containers)
+    assert (folder / "alerts-avro.jsonl").read_bytes() == small_season.alerts.read_bytes()
+
+
+_NUMBER_RUN = re.compile(rb"(?<![0-9])[0-9]{15,17}[0-9Xx]?(?![0-9])")
+
+
+def test_no_raw_identity_number_or_name_appears_in_any_output(small_season: Season) -> None:
+    folder = small_season.folder
+    numbers: set[str] = set()
+    names: set[str] = set()
+    for source in SOURCES:
+        for line in (folder / f"{source}.csv").read_text(encoding="utf-8-sig").splitlines()[1:]:
+            cells = line.split(",")
+            numbers.add(cells[0])
+            if source in ("education", "tax"):
+                names.add(cells[1])
+    numbers |= {normalise(n) for n in numbers if _valid(n)}
+    names.discard("")
+    assert len(numbers) > 4_000 and len(names) > 100
+    outputs = [p for p in folder.iterdir() if p.suffix in (".jsonl", ".json", ".toml", ".avro") and p.is_file()]
+    assert {p.name for p in outputs} >= {"alerts.jsonl", "tax.events.jsonl", "tax.dlq.jsonl", "expected_alerts.jsonl"}
+    for path in outputs:
+        content = path.read_bytes()
+        leaked = {m.decode() for m in _NUMBER_RUN.findall(content)} & numbers
+        assert not leaked, f"{path.name} holds raw identity numbers"
+        text = content.decode("utf-8", errors="replace")
+        assert not [name for name in names if len(name) > 1 and name in text], f"{path.name} holds names"
+
+
+def _valid(number: str) -> bool:
+    try:
+        normalise(number)
+    except ValueError:
+        return False
+    return True
