@@ -9,7 +9,7 @@ from pathlib import Path
 
 
 def enrollbridge(
-    *args: str | Path, env: dict[str, str] | None = None, timeout: float = 600
+    *args: str | Path | int, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     environment = {**os.environ, **(env or {})}
     return subprocess.run(
