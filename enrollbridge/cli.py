@@ -29,6 +29,38 @@ def cli() -> None:
     """Join education, medical insurance and tax records; alert on students not (or wrongly) enrolled."""
 
 
+def _kafka_options(function: Any) -> Any:
+    """Flags shared by every command that talks to Kafka; each overrides its ENROLLBRIDGE_* variable."""
+    options = [
+        click.option("--bootstrap-servers", help="host:port[,host:port]; unset = the embedded broker where allowed."),
+        click.option("--security-protocol", type=click.Choice(["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"])),
+        click.option("--sasl-mechanism", type=click.Choice(["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])),
+        click.option("--sasl-username"),
+        click.option("--ssl-cafile", type=click.Path(dir_okay=False, path_type=Path)),
+        click.option("--ssl-certfile", type=click.Path(dir_okay=False, path_type=Path)),
+        click.option("--ssl-keyfile", type=click.Path(dir_okay=False, path_type=Path)),
+        click.option("--topic-prefix"),
+        click.option("--partitions", type=click.IntRange(1, 1024)),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _settings(**flags: Any) -> Any:
+    """Settings from the environment, with the flags that were given on top. The SASL password only
+    comes from ENROLLBRIDGE_SASL_PASSWORD, never from a flag (flags show in process lists)."""
+    from pydantic import ValidationError
+
+    from enrollbridge.settings import Settings
+
+    try:
+        return Settings(**{name: value for name, value in flags.items() if value is not None})
+    except ValidationError as error:
+        detail = error.errors(include_url=False, include_input=False)[0]
+        raise InputError(f"setting {'.'.join(map(str, detail['loc']))}: {detail['msg']}") from None
+
+
 @cli.command()
 @click.argument("source", type=click.Choice(SOURCES))
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -45,18 +77,42 @@ def cli() -> None:
 @click.option(
     "--encoding", help="Text encoding of CSV/JSON Lines files (default: UTF-8, or GB18030 when the file is not UTF-8)."
 )
-def ingest(source: str, files: tuple[Path, ...], out: Path | None, dlq: Path | None, encoding: str | None) -> None:
-    """Validate, pseudonymise and write the records of one agency SOURCE."""
+@_kafka_options
+def ingest(
+    source: str, files: tuple[Path, ...], out: Path | None, dlq: Path | None, encoding: str | None, **flags: Any
+) -> None:
+    """Validate, pseudonymise and write (or publish) the records of one agency SOURCE."""
+    import asyncio
+    import contextlib
+
     from connectors.identity import Secret
-    from connectors.ingest import ingest_files
+    from connectors.ingest import DeadLetterSink, EventSink, ingest_files
     from schemas.codec import JsonLinesWriter
 
     secret = Secret.from_environment()
-    if out is None:
-        raise InputError("publishing to Kafka is not available yet: pass --out EVENTS.jsonl")
-    dlq = dlq or out.with_name(out.name.removesuffix(".jsonl") + ".dlq.jsonl")
-    with JsonLinesWriter(out) as events, JsonLinesWriter(dlq) as dead_letters:
-        summary = ingest_files(source, files, secret, events.write, dead_letters.write, encoding=encoding)
+    on_event: EventSink
+    on_dead_letter: DeadLetterSink
+    with contextlib.ExitStack() as stack:
+        if out is not None:
+            dlq = dlq or out.with_name(out.name.removesuffix(".jsonl") + ".dlq.jsonl")
+            events, dead_letters = stack.enter_context(JsonLinesWriter(out)), stack.enter_context(JsonLinesWriter(dlq))
+            on_event, on_dead_letter, where = events.write, dead_letters.write, f"events: {out}  dead letters: {dlq}"
+        else:
+            from connectors.kafka_sink import KafkaSink
+            from streams.admin import ensure_topics
+
+            settings = _settings(**flags)
+            if not settings.bootstrap_servers:
+                raise InputError(
+                    "no Kafka configured: pass --out EVENTS.jsonl, "
+                    "or --bootstrap-servers / ENROLLBRIDGE_BOOTSTRAP_SERVERS"
+                )
+            asyncio.run(ensure_topics(settings))
+            sink = KafkaSink(settings, source)
+            stack.callback(sink.close)
+            on_event, on_dead_letter = sink.event, sink.dead_letter
+            where = f"events: {sink.topic}  dead letters: {sink.topics.dead_letters} on {settings.bootstrap_servers}"
+        summary = ingest_files(source, files, secret, on_event, on_dead_letter, encoding=encoding)
     for counts in summary.files:
         notes = []
         if counts.blank_lines:
@@ -68,7 +124,7 @@ def ingest(source: str, files: tuple[Path, ...], out: Path | None, dlq: Path | N
             f"  {counts.path}: read {counts.read}, accepted {counts.accepted}, rejected {counts.rejected}{extra}"
         )
     click.echo(f"{source}: read {summary.read}, accepted {summary.accepted}, rejected {summary.rejected}")
-    click.echo(f"events: {out}  dead letters: {dlq}")
+    click.echo(where)
 
 
 def _rates_option(_ctx: click.Context, _param: click.Parameter, values: tuple[str, ...]) -> dict[str, float]:
@@ -194,18 +250,51 @@ def replay(files: tuple[Path, ...], policy_file: Path | None, until: int | None,
 @click.option("--students", default=20_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--out", default=Path("season"), show_default=True, type=click.Path(file_okay=False, path_type=Path))
-def demo(students: int, seed: int, out: Path) -> None:
-    """A whole Liuzhou 2024 season: generated, ingested, replayed and summarised."""
+@click.option("--offline", is_flag=True, help="No Kafka: generate, ingest and replay from files.")
+@click.option("--web-port", type=click.IntRange(1, 65535), help="Port of the worker's page (default: a free one).")
+@click.option("--exit", "leave", is_flag=True, help="Stop when the season is done instead of keeping the page up.")
+def demo(students: int, seed: int, out: Path, offline: bool, web_port: int | None, leave: bool) -> None:
+    """A whole Liuzhou 2024 season, live on the embedded broker (or --offline), with the alert summary."""
     import os
 
     from connectors.identity import SECRET_VARIABLE, Secret
-    from enrollbridge.demo import offline_season
 
     if not os.environ.get(SECRET_VARIABLE):
         click.echo(f"{SECRET_VARIABLE} is not set: using a throw-away demo secret")
         os.environ[SECRET_VARIABLE] = "enrollbridge-demo-only"
-    tally = offline_season(out, students, seed, Secret.from_environment())
-    click.echo(tally.render())
+    if offline:
+        from enrollbridge.demo import offline_season
+        from streams.policy import load_policies
+
+        click.echo(offline_season(out, students, seed, Secret.from_environment(), load_policies()).render())
+        return
+    from enrollbridge.live_demo import run_live_demo
+
+    run_live_demo(students, seed, out, web_port, stay=not leave)
+
+
+@cli.command()
+@_kafka_options
+@click.option("--app-id", help="Consumer group and table prefix; workers with the same id share the partitions.")
+@click.option("--store", type=click.Choice(["rocksdb", "memory"]), help="Person state store (default rocksdb).")
+@click.option("--store-dir", type=click.Path(file_okay=False, path_type=Path), help="Where RocksDB keeps its files.")
+@click.option("--web-host", help="Status page address (default 127.0.0.1).")
+@click.option("--web-port", type=click.IntRange(0, 65535), help="Status page port (default 6066).")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), help="Policy TOML.")
+@click.option(
+    "--clock",
+    type=click.Choice(["wall", "off"]),
+    help="wall: tick from the wall clock; off: ticks come from elsewhere.",
+)
+@click.option("--tick-interval", type=float, help="Seconds between wall-clock ticks (default 3600).")
+@click.option(
+    "--log-level", default="warning", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
+def worker(log_level: str, **flags: Any) -> None:
+    """The streaming processor: funnel, rules and alerts on Kafka (embedded broker if none is configured)."""
+    from enrollbridge.worker import run_worker
+
+    run_worker(_settings(**flags), loglevel=log_level)
 
 
 def main() -> None:

@@ -1,8 +1,9 @@
-"""The demonstration season: generate, ingest, replay, summarise -- the whole offline path in one go."""
+"""The demonstration season, and its offline path: generate, ingest, replay, summarise."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -12,25 +13,28 @@ from enrollbridge.synth.season import SOURCES, SeasonConfig, SeasonGenerator
 from schemas.codec import JsonLinesWriter
 from schemas.models import AlertRecord
 from schemas.times import parse_instant
-from streams.policy import PolicyBook, load_policies
+from streams.policy import PolicyBook
 from streams.replay import replay
 from streams.summary import AlertTally
 
 DEMO_POOL, DEMO_YEAR = "450200", 2024
 
 
-def offline_season(
-    out: Path, students: int, seed: int, secret: Secret, policies: PolicyBook | None = None
-) -> AlertTally:
-    """Run a Liuzhou 2024 season through connectors and the replay; return the alert tally."""
-    policies = policies or load_policies()
+def prepare_season(
+    out: Path, students: int, seed: int, secret: Secret, policies: PolicyBook
+) -> tuple[dict[str, Any], list[Path]]:
+    """Generate a Liuzhou 2024 season in ``out`` and read its agency files through the connectors.
+
+    Returns the season's manifest and the connector outputs (one events file per agency).
+    """
     policy = policies.get(DEMO_POOL, DEMO_YEAR)
-    assert policy is not None, "the shipped policies include Liuzhou 2024"
+    if policy is None:
+        raise click.ClickException(f"the policies have no entry for pool {DEMO_POOL}, year {DEMO_YEAR}")
     click.echo(f"1/3 generating a season of {students} students for {policy.describe()} in {out}")
     manifest = SeasonGenerator(
         SeasonConfig(DEMO_POOL, DEMO_YEAR, students, seed, out, policy, policies), secret
     ).generate()
-    click.echo("2/3 ingesting the agency files")
+    click.echo("2/3 reading the agency files through the connectors")
     event_files = []
     for source in SOURCES:
         events_path = out / f"{source}.events.jsonl"
@@ -38,6 +42,12 @@ def offline_season(
             summary = ingest_files(source, [out / manifest["files"][source]["path"]], secret, events.write, dead.write)
         click.echo(f"    {source}: read {summary.read}, accepted {summary.accepted}, rejected {summary.rejected}")
         event_files.append(events_path)
+    return manifest, event_files
+
+
+def offline_season(out: Path, students: int, seed: int, secret: Secret, policies: PolicyBook) -> AlertTally:
+    """The season replayed from files; the alerts go to ``out/alerts.jsonl``."""
+    manifest, event_files = prepare_season(out, students, seed, secret, policies)
     click.echo(f"3/3 replaying until {manifest['until']}")
     tally = AlertTally()
     with JsonLinesWriter(out / "alerts.jsonl") as alerts:

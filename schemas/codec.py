@@ -18,8 +18,8 @@ from typing import IO, Any, TypeVar, cast
 import fastavro
 import orjson
 
-from schemas import NAMESPACE, load_schema
-from schemas.models import EVENT_TYPES, Event, Record
+from schemas import NAMESPACE, RECORD_NAMES, historical_schemas, load_schema
+from schemas.models import EVENT_TYPES, MODELS_BY_NAME, Event, Record
 
 R = TypeVar("R", bound=Record)
 E = TypeVar("E", bound=Event)
@@ -171,3 +171,78 @@ class JsonLinesWriter:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+# -- messages on topics: Avro single-object encoding ---------------------------------------------
+#
+# Every message value is C3 01, the 8-byte CRC-64-AVRO fingerprint of the writer schema, then the
+# Avro binary body (the Avro specification's single-object encoding). A message therefore says
+# which schema wrote it; readers resolve it to the current schema without a registry.
+
+SINGLE_OBJECT_MARKER = b"\xc3\x01"
+
+
+class UndecodableMessage(ValueError):
+    """A message that is not a record of the expected kinds; ``code`` goes into the dead letter."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def fingerprint(schema: Any) -> bytes:
+    """CRC-64-AVRO fingerprint of a schema's parsing canonical form, as the 8 bytes written on the wire."""
+    canonical = fastavro.schema.to_parsing_canonical_form(fastavro.parse_schema(schema))
+    return bytes.fromhex(fastavro.schema.fingerprint(canonical, "CRC-64-AVRO"))
+
+
+@cache
+def _writer_schemas() -> dict[bytes, tuple[str, Any]]:
+    """Fingerprint -> (record name, parsed schema without logical types) for every known writer schema:
+    the current ``.avsc`` files and the earlier versions kept under ``schemas/history/``."""
+    known: dict[bytes, tuple[str, Any]] = {}
+    for name in RECORD_NAMES:
+        for version in (load_schema(name), *historical_schemas(name)):
+            known[fingerprint(version)] = (name, fastavro.parse_schema(_without_logical_types(version)))
+    return known
+
+
+def encode_message(record: Record) -> bytes:
+    """A record as a topic message value (single-object encoding with the current schema)."""
+    out = io.BytesIO()
+    out.write(SINGLE_OBJECT_MARKER)
+    out.write(_current_fingerprint(record.schema_name))
+    fastavro.schemaless_writer(out, parsed_schema(record.schema_name), _avro_datum(record))
+    return out.getvalue()
+
+
+@cache
+def _current_fingerprint(name: str) -> bytes:
+    return fingerprint(load_schema(name))
+
+
+def decode_message(data: bytes | None, accepted: tuple[str, ...]) -> Record:
+    """Decode a message value whose writer schema must be one of the ``accepted`` record names.
+
+    Raises UndecodableMessage (codes UNDECODABLE, UNKNOWN_SCHEMA, UNEXPECTED_SCHEMA, INVALID_RECORD).
+    """
+    if not data or data[:2] != SINGLE_OBJECT_MARKER or len(data) < 10:
+        raise UndecodableMessage("UNDECODABLE", "not an Avro single-object encoded record")
+    known = _writer_schemas().get(data[2:10])
+    if known is None:
+        raise UndecodableMessage("UNKNOWN_SCHEMA", f"written with an unknown schema (fingerprint {data[2:10].hex()})")
+    name, writer = known
+    if name not in accepted:
+        raise UndecodableMessage("UNEXPECTED_SCHEMA", f"a {name} record where {' or '.join(accepted)} is expected")
+    stream = io.BytesIO(data)
+    stream.seek(10)
+    try:
+        datum = fastavro.schemaless_reader(stream, writer, _reader_schema(name))
+    except Exception as error:  # fastavro raises EOFError, ValueError, IndexError... on damaged bodies
+        raise UndecodableMessage("UNDECODABLE", f"damaged {name} body: {type(error).__name__}") from None
+    if stream.tell() != len(data):
+        raise UndecodableMessage("UNDECODABLE", f"{len(data) - stream.tell()} bytes after the {name} record")
+    try:
+        return MODELS_BY_NAME[name].model_validate(datum)
+    except ValueError as error:
+        raise UndecodableMessage("INVALID_RECORD", f"{name} violates the contract: {error}") from None

@@ -246,3 +246,10 @@ class DeadLetter(Record):
     errors: tuple[FieldError, ...] = ()
     masked_id: str | None = None
     record: dict[str, str] = {}
+
+
+MODELS_BY_NAME: dict[str, type[Record]] = {
+    **EVENT_TYPES,
+    "AlertRecord": AlertRecord,
+    "DeadLetter": DeadLetter,
+}

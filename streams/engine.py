@@ -1,8 +1,8 @@
 """The engine: drives the rules over one ordered stream (one partition of the unified log).
 
-It owns what lies outside one person: the store of person states, the clock (the time of the
-latest tick) and the due times of payment grace periods. The offline replay and the live Faust
-worker both feed events through ``process``; only the store differs.
+The engine owns the order of work; the store owns what must survive it: person states, the clock
+(the time of the latest tick) and the due times of payment grace periods. The offline replay and
+the live Faust worker drive the same engine; only the store differs (a dict, or a Faust table).
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ from streams.rules import Cause, evaluate
 from streams.state import PersonState
 
 
-class PersonStore(Protocol):
-    """Where person states live: a dict in a replay, a Faust table in the worker."""
+class PartitionStore(Protocol):
+    """Everything the engine keeps for one partition."""
 
     def get(self, person_key: str) -> PersonState | None: ...
 
@@ -29,12 +29,26 @@ class PersonStore(Protocol):
         """Every person, in ascending ``person_key`` order (sweeps must not depend on arrival order)."""
         ...
 
+    def load_now(self) -> int | None: ...
+
+    def save_now(self, now: int) -> None: ...
+
+    def add_due(self, due: int, person_key: str) -> None:
+        """Re-evaluate ``person_key`` at the first tick at or after ``due``."""
+        ...
+
+    def pop_due(self, now: int) -> list[str]:
+        """Persons whose due time is at or before ``now``, in (due time, person_key) order, forgotten."""
+        ...
+
 
 class MemoryStore:
-    """Person states in a dict."""
+    """A partition held in memory (the offline replay)."""
 
     def __init__(self) -> None:
         self.states: dict[str, PersonState] = {}
+        self.now: int | None = None
+        self._due: list[tuple[int, str]] = []
 
     def get(self, person_key: str) -> PersonState | None:
         return self.states.get(person_key)
@@ -46,6 +60,21 @@ class MemoryStore:
         for person_key in sorted(self.states):
             yield person_key, self.states[person_key]
 
+    def load_now(self) -> int | None:
+        return self.now
+
+    def save_now(self, now: int) -> None:
+        self.now = now
+
+    def add_due(self, due: int, person_key: str) -> None:
+        heapq.heappush(self._due, (due, person_key))
+
+    def pop_due(self, now: int) -> list[str]:
+        fired = []
+        while self._due and self._due[0][0] <= now:
+            fired.append(heapq.heappop(self._due)[1])
+        return fired
+
     def __len__(self) -> int:
         return len(self.states)
 
@@ -53,12 +82,10 @@ class MemoryStore:
 class Engine:
     """Rules over one ordered stream of events and ticks."""
 
-    def __init__(self, policies: PolicyBook, store: PersonStore, now: int | None = None) -> None:
+    def __init__(self, policies: PolicyBook, store: PartitionStore) -> None:
         self.policies = policies
         self.store = store
-        self.now = now
-        # (due time, person_key): when a payment's grace period ends, its payer is re-evaluated.
-        self._due: list[tuple[int, str]] = []
+        self.now = store.load_now()
 
     def process(self, event: LogEvent) -> list[AlertRecord]:
         """Apply one event or tick; return the alert transitions it causes, in order."""
@@ -73,16 +100,16 @@ class Engine:
         alerts = evaluate(event.person_key, state, self.now, self.policies, Cause(event.event_id, event.occurred_at))
         self.store.put(event.person_key, state)
         if isinstance(event, PaymentChange) and event.action == "PAID":
-            self._schedule(
-                event.person_key,
-                event.occurred_at + self.policies.grace_ms(pool_of(event.region), event.coverage_year),
-            )
+            due = event.occurred_at + self.policies.grace_ms(pool_of(event.region), event.coverage_year)
+            if self.now is None or due > self.now:
+                self.store.add_due(due, event.person_key)
         return alerts
 
     def _tick(self, tick: ClockTick) -> list[AlertRecord]:
         if self.now is not None and tick.occurred_at <= self.now:
             return []  # a repeated or late tick: time never goes back
         before, self.now = self.now, tick.occurred_at
+        self.store.save_now(self.now)
         cause = Cause(tick.event_id, tick.occurred_at)
         alerts: list[AlertRecord] = []
         passed_pools = {p.pool for p in self.policies.first_checkpoints_passed_between(before, self.now)}
@@ -90,8 +117,7 @@ class Engine:
             for person_key, state in self.store.items_by_key():
                 if state.roster_pools() & passed_pools:
                     alerts.extend(self._reevaluate(person_key, state, cause))
-        while self._due and self._due[0][0] <= self.now:
-            _, person_key = heapq.heappop(self._due)
+        for person_key in self.store.pop_due(self.now):
             payer = self.store.get(person_key)
             if payer is not None:
                 alerts.extend(self._reevaluate(person_key, payer, cause))
@@ -102,16 +128,3 @@ class Engine:
         if alerts:
             self.store.put(person_key, state)
         return alerts
-
-    def _schedule(self, person_key: str, due: int) -> None:
-        if self.now is None or due > self.now:
-            heapq.heappush(self._due, (due, person_key))
-
-    def rebuild_due_times(self) -> None:
-        """Recompute grace-period due times from the stored states (after a restart or rebalance)."""
-        self._due = []
-        for person_key, state in self.store.items_by_key():
-            for payment in state.payments.values():
-                if payment.paid is not None:
-                    grace = self.policies.grace_ms(payment.pool, payment.coverage_year)
-                    self._schedule(person_key, payment.paid.occurred_at + grace)

@@ -24,9 +24,10 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from enrollbridge.errors import InputError
-from schemas.codec import event_from_json, new_event, read_event_container, to_json_line
+from schemas.codec import event_from_json, read_event_container, to_json_line
 from schemas.models import AlertRecord, ClockTick, Event, LogEvent
 from schemas.times import parse_instant
+from streams.clock import make_tick
 from streams.engine import Engine, MemoryStore
 from streams.policy import PolicyBook
 
@@ -35,10 +36,6 @@ from streams.policy import PolicyBook
 TYPE_RANK = {"ClockTick": 0, "HardshipStatusChange": 1, "RosterChange": 2, "RegistrationChange": 3, "PaymentChange": 4}
 AVRO_MAGIC = b"Obj\x01"
 SORT_CHUNK = 500_000
-
-
-def make_tick(at: int) -> ClockTick:
-    return new_event(ClockTick, occurred_at=at)
 
 
 def read_events(path: Path) -> Iterator[tuple[int, LogEvent]]:
@@ -143,6 +140,79 @@ class ReplayResult:
     files: list[str] = field(default_factory=list)
 
 
+class MergedLog:
+    """Connector outputs read once and sorted into the stable merge order; ``stream`` adds the ticks.
+
+    Reading also finds out whether the inputs are an archived log instead (they contain ticks).
+    """
+
+    def __init__(self, paths: Sequence[Path], progress: bool | None = None) -> None:
+        if not paths:
+            raise InputError("no event files given")
+        # Files are taken in the order of their content, so naming or listing them differently changes nothing.
+        self.files = sorted(paths, key=lambda p: (_digest(p), str(p)))
+        self.has_ticks = False
+        self.first: int | None = None
+        self.last: int | None = None
+        self.count = 0
+        self.skipped_after_until = 0
+        self._sorter = _ExternalSort()
+        with _bar(sum(os.path.getsize(p) for p in paths), "reading", progress) as bar:
+            for file_rank, path in enumerate(self.files):
+                done = 0
+                for number, type_name, occurred_at, line in _scan(path):
+                    if type_name == "ClockTick":
+                        self.has_ticks = True
+                        continue
+                    self._sorter.add((occurred_at, TYPE_RANK[type_name], file_rank, number), line)
+                    self.first = occurred_at if self.first is None else min(self.first, occurred_at)
+                    self.last = occurred_at if self.last is None else max(self.last, occurred_at)
+                    self.count += 1
+                    done += len(line) + 1
+                    if number % 4096 == 0:
+                        bar.update(done)
+                        done = 0
+                bar.update(done)
+
+    def tick_times(
+        self, policies: PolicyBook, until: int | None, every: int | None = None, since: int | None = None
+    ) -> list[int]:
+        """Checkpoint ticks (and ``until``); with ``every`` (ms), also a tick at each multiple of it in
+        China Standard Time from ``since`` (default: the first event) on -- what a live clock writes."""
+        times = set(policies.checkpoint_tick_times())
+        start = max(since, self.first or since) if since is not None else self.first
+        if every and start is not None:
+            end = until if until is not None else (self.last or start) + every
+            offset = 8 * 3_600_000  # align to local midnights for daily ticks
+            moment = (start + offset) // every * every + every - offset
+            while moment <= end:
+                times.add(moment)
+                moment += every
+        if until is not None:
+            times = {t for t in times if t <= until} | {until}
+        return sorted(times)
+
+    def stream(self, tick_times: list[int], until: int | None = None) -> Iterator[LogEvent]:
+        """Events in merge order with ticks inserted before events at or after their time; events after
+        ``until`` are left out (and counted)."""
+        self.skipped_after_until = 0
+        ticks = iter(tick_times)
+        next_tick = next(ticks, None)
+        for file_rank, number, line in self._sorter.sorted_lines():
+            event = _event_from_line(self.files[file_rank], number, line)
+            occurred_at = event.occurred_at
+            while next_tick is not None and next_tick <= occurred_at:
+                yield make_tick(next_tick)
+                next_tick = next(ticks, None)
+            if until is not None and occurred_at > until:
+                self.skipped_after_until += 1
+                continue
+            yield event
+        while next_tick is not None:
+            yield make_tick(next_tick)
+            next_tick = next(ticks, None)
+
+
 def replay(
     paths: Sequence[Path],
     policies: PolicyBook,
@@ -151,30 +221,37 @@ def replay(
     progress: bool | None = None,
 ) -> ReplayResult:
     """Run the rules over the given files and hand every alert record to ``on_alert`` in emission order."""
-    if not paths:
-        raise InputError("no event files given")
-    sorter = _ExternalSort()
-    has_ticks = False
-    # Files are taken in the order of their content, so naming or listing them differently changes nothing.
-    ordered = sorted(paths, key=lambda p: (_digest(p), str(p)))
-    total = sum(os.path.getsize(p) for p in paths)
-    with _bar(total, "reading", progress) as bar:
-        for file_rank, path in enumerate(ordered):
-            done = 0
-            for number, type_name, occurred_at, line in _scan(path):
-                if type_name == "ClockTick":
-                    has_ticks = True
-                    continue
-                sorter.add((occurred_at, TYPE_RANK[type_name], file_rank, number), line)
-                done += len(line) + 1
-                if number % 4096 == 0:
-                    bar.update(done)
-                    done = 0
-            bar.update(done)
-    if has_ticks:
-        sorter.buffer.clear()
+    merged = MergedLog(paths, progress)
+    if merged.has_ticks:
         return _replay_log(paths, policies, on_alert, until, progress)
-    return _replay_merged(sorter, policies, on_alert, until, progress, ordered)
+    result = ReplayResult("merged", files=[str(f) for f in merged.files])
+    store = MemoryStore()
+    engine = Engine(policies, store)
+    with tqdm(unit=" events", desc="replaying", disable=None if progress is None else not progress, leave=False) as bar:
+        for event in merged.stream(merged.tick_times(policies, until), until):
+            if isinstance(event, ClockTick):
+                result.ticks += 1
+            else:
+                result.events += 1
+                if result.events % 4096 == 0:
+                    bar.update(4096)
+            for alert in engine.process(event):
+                result.alerts += 1
+                on_alert(alert)
+    result.skipped_after_until = merged.skipped_after_until
+    result.persons = len(store)
+    return result
+
+
+def _bar(total: int, what: str, progress: bool | None) -> tqdm:  # type: ignore[type-arg]
+    return tqdm(
+        total=total,
+        unit="B",
+        unit_scale=True,
+        desc=what,
+        disable=None if progress is None else not progress,
+        leave=False,
+    )
 
 
 def _scan(path: Path) -> Iterator[tuple[int, str, int, bytes]]:
@@ -201,62 +278,6 @@ def _scan(path: Path) -> Iterator[tuple[int, str, int, bytes]]:
                 _event_from_line(path, number, line)  # raises the precise error
                 raise InputError(f"{path}:{number}: not an event: needs a known type and occurred_at") from None
             yield number, type_name, occurred_at, line
-
-
-def _bar(total: int, what: str, progress: bool | None) -> tqdm:  # type: ignore[type-arg]
-    return tqdm(
-        total=total,
-        unit="B",
-        unit_scale=True,
-        desc=what,
-        disable=None if progress is None else not progress,
-        leave=False,
-    )
-
-
-def _replay_merged(
-    sorter: _ExternalSort,
-    policies: PolicyBook,
-    on_alert: Callable[[AlertRecord], None],
-    until: int | None,
-    progress: bool | None,
-    files: list[Path],
-) -> ReplayResult:
-    result = ReplayResult("merged", files=[str(f) for f in files])
-    tick_times = [t for t in policies.checkpoint_tick_times() if until is None or t <= until]
-    if until is not None and until not in tick_times:
-        tick_times.append(until)
-    ticks = iter(sorted(tick_times))
-    next_tick = next(ticks, None)
-    store = MemoryStore()
-    engine = Engine(policies, store)
-
-    def run(event: LogEvent) -> None:
-        for alert in engine.process(event):
-            result.alerts += 1
-            on_alert(alert)
-
-    with tqdm(unit=" events", desc="replaying", disable=None if progress is None else not progress, leave=False) as bar:
-        for file_rank, number, line in sorter.sorted_lines():
-            event = _event_from_line(files[file_rank], number, line)
-            occurred_at: int = event.occurred_at
-            while next_tick is not None and next_tick <= occurred_at:
-                run(make_tick(next_tick))
-                result.ticks += 1
-                next_tick = next(ticks, None)
-            if until is not None and occurred_at > until:
-                result.skipped_after_until += 1
-                continue
-            run(event)
-            result.events += 1
-            if result.events % 4096 == 0:
-                bar.update(4096)
-        while next_tick is not None:
-            run(make_tick(next_tick))
-            result.ticks += 1
-            next_tick = next(ticks, None)
-    result.persons = len(store)
-    return result
 
 
 def _replay_log(

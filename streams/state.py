@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
+import orjson
+
 from schemas.models import (
     HardshipStatusChange,
     PaymentChange,
@@ -208,3 +210,50 @@ class PersonState:
 
     def roster_pools(self) -> set[str]:
         return {membership.pool for membership in self.roster.values() if membership.enrolled}
+
+
+# -- storage form ----------------------------------------------------------------------------------
+# A state is stored as one compact JSON array (the Faust table's value): slots as arrays of their
+# fields, in insertion order, so loading it back gives the same state (and the same iteration order).
+_FORMAT = 1
+
+
+def dump_state(state: PersonState) -> bytes:
+    return orjson.dumps(
+        [
+            _FORMAT,
+            state.masked_id,
+            list(state.roster.values()),
+            list(state.registrations.values()),
+            [[p.payment_ref, p.paid, p.refunded] for p in state.payments.values()],
+            list(state.hardship.values()),
+            sorted(state.superseded),
+            [[*key, *opened] for key, opened in state.open_alerts.items()],
+        ],
+        option=orjson.OPT_PASSTHROUGH_SUBCLASS,
+        default=list,
+    )
+
+
+def load_state(data: bytes) -> PersonState:
+    fmt, masked_id, roster, registrations, payments, hardship, superseded, open_alerts = orjson.loads(data)
+    if fmt != _FORMAT:
+        raise ValueError(f"person state format {fmt} is not {_FORMAT}")
+    state = PersonState(masked_id)
+    for fields in roster:
+        membership = Membership(*fields)
+        state.roster[(membership.school_code, membership.student_ref)] = membership
+    for fields in registrations:
+        registration = Registration(*fields)
+        state.registrations[registration.enrollment_ref] = registration
+    for ref, paid, refunded in payments:
+        state.payments[ref] = Payment(
+            ref, PaymentPart(*paid) if paid else None, PaymentPart(*refunded) if refunded else None
+        )
+    for fields in hardship:
+        status = HardshipStatus(*fields)
+        state.hardship[status.status_ref] = status
+    state.superseded = set(superseded)
+    for kind, year, discriminator, *opened in open_alerts:
+        state.open_alerts[(kind, year, discriminator)] = OpenAlert(*opened)
+    return state

@@ -1,0 +1,60 @@
+"""Runtime configuration, from flags and the environment (``ENROLLBRIDGE_*``).
+
+``KAFKA_BOOTSTRAP_SERVERS`` is read too, as Kafka tooling and the test suite set it. Secrets
+(SASL password, HTTP tokens) are ``SecretStr``: they never appear in a repr or a log line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ENROLLBRIDGE_", extra="ignore", populate_by_name=True)
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("ENROLLBRIDGE_BOOTSTRAP_SERVERS", "KAFKA_BOOTSTRAP_SERVERS"),
+        description="Comma-separated host:port list; unset = start the embedded broker.",
+    )
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "SCRAM-SHA-512"
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    topic_prefix: str = "enrollbridge"
+    partitions: int = Field(default=4, ge=1, le=1024)
+    replication_factor: int = Field(default=1, ge=1, le=16)
+    app_id: str = "enrollbridge"
+    store: Literal["rocksdb", "memory"] = "rocksdb"
+    store_dir: Path = Path("enrollbridge-data")
+    web_host: str = "127.0.0.1"
+    web_port: int = Field(default=6066, ge=0, le=65535)
+    policy_file: Path | None = None
+    clock: Literal["wall", "off"] = Field(
+        default="wall", description="wall: the leader worker ticks every tick_interval; off: ticks come from elsewhere."
+    )
+    tick_interval: float = Field(
+        default=3600.0, gt=0, description="Seconds between wall-clock ticks (at least hourly)."
+    )
+    session_timeout: float = Field(
+        default=10.0, ge=1.0, description="Seconds before a silent worker's partitions move to another worker."
+    )
+    fetch_max_wait_ms: int = Field(
+        default=100,
+        ge=1,
+        le=5000,
+        description="Longest a fetch waits for new records; bounds latency per hop (Faust's own default is 1500).",
+    )
+    batch_size: int = Field(default=2000, ge=1)
+    batch_seconds: float = Field(default=0.2, gt=0)
+
+    @property
+    def bootstrap_list(self) -> list[str]:
+        return [server.strip() for server in (self.bootstrap_servers or "").split(",") if server.strip()]

@@ -1,0 +1,53 @@
+"""Running the Faust worker, with the embedded broker when no Kafka is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import click
+
+from enrollbridge.broker import EmbeddedBroker
+from enrollbridge.settings import Settings
+from streams.admin import ensure_topics
+from streams.policy import load_policies
+
+
+@contextlib.contextmanager
+def kafka_for(settings: Settings, who: str) -> Iterator[Settings]:
+    """The settings with bootstrap servers: the configured ones, or a fresh embedded broker (said on the terminal)."""
+    if settings.bootstrap_servers:
+        yield settings
+        return
+    with EmbeddedBroker() as broker:
+        click.echo(
+            f"{who}: no Kafka configured (ENROLLBRIDGE_BOOTSTRAP_SERVERS): started the embedded Kafka-compatible "
+            f"broker (Tansu, memory only) at {broker.bootstrap_servers}; it stops when {who} stops",
+            err=True,
+        )
+        yield settings.model_copy(update={"bootstrap_servers": broker.bootstrap_servers})
+
+
+def run_worker(settings: Settings, loglevel: str = "warning") -> None:
+    """Run until interrupted (SIGINT/SIGTERM)."""
+    from faust.worker import Worker
+
+    from streams.app import create_app
+
+    policies = load_policies(settings.policy_file)
+    with kafka_for(settings, "worker") as settings:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)  # Faust runs on this loop; topics are created on it first
+        loop.run_until_complete(ensure_topics(settings))
+        app = create_app(settings, policies)
+        click.echo(
+            f"worker: app {settings.app_id}, {settings.partitions} partitions, {settings.store} store in "
+            f"{settings.store_dir}, clock {settings.clock}, status at http://{settings.web_host}:{settings.web_port}/",
+            err=True,
+        )
+        logging.getLogger("aiokafka").setLevel(logging.ERROR)
+        worker = Worker(app, loglevel=loglevel, loop=loop, quiet=True, override_logging=True)
+        with contextlib.suppress(SystemExit):
+            worker.execute_from_commandline()

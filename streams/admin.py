@@ -1,0 +1,36 @@
+"""Creating the topics a deployment needs, with the configured partitions and replication."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+
+from enrollbridge.errors import InputError
+from enrollbridge.kafka import aiokafka_options
+from enrollbridge.settings import Settings
+from streams.topics import Topics
+
+
+async def ensure_topics(settings: Settings, topics: Topics | None = None, timeout: float = 30.0) -> None:
+    """Create every missing topic; existing ones are left as they are."""
+    topics = topics or Topics(settings.topic_prefix)
+    admin = AIOKafkaAdminClient(**aiokafka_options(settings), request_timeout_ms=int(timeout * 1000))
+    try:
+        await asyncio.wait_for(admin.start(), timeout)
+    except (TimeoutError, KafkaConnectionError, KafkaError) as error:
+        raise InputError(f"cannot reach Kafka at {settings.bootstrap_servers}: {type(error).__name__}") from None
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, num_partitions=settings.partitions, replication_factor=settings.replication_factor)
+            for name in topics.all()
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another worker created them meanwhile
+                await admin.create_topics(wanted)
+    finally:
+        await admin.close()

@@ -1,0 +1,110 @@
+"""Reading topics back: a topic from its beginning to its end, and how far a worker has got.
+
+Ends are established by reading, not from the broker's reported end offsets: the embedded Tansu
+reports a partition's end as the base offset of its last batch plus one, which is short whenever
+that batch holds several records (real Kafka reports the last offset plus one).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+
+from enrollbridge.errors import InputError
+from enrollbridge.kafka import aiokafka_options
+from enrollbridge.settings import Settings
+
+_QUIET_MS = 300
+
+
+class TopicTail:
+    """Follows a topic from its beginning and knows each partition's true end (last offset read + 1)."""
+
+    def __init__(self, settings: Settings, topic: str, partitions: int) -> None:
+        self.consumer = AIOKafkaConsumer(
+            **aiokafka_options(settings), enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms
+        )
+        self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
+        self.ends = dict.fromkeys(range(partitions), 0)
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        self.consumer.assign(self.partitions)
+        await self.consumer.seek_to_beginning(*self.partitions)
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def drain(self, quiet_ms: int = _QUIET_MS) -> list[Any]:
+        """Records that arrived since the last call (empty when nothing came for ``quiet_ms``)."""
+        records: list[Any] = []
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=quiet_ms if not records else 10, max_records=50_000)
+            if not batches:
+                return records
+            for tp, batch in batches.items():
+                records.extend(batch)
+                self.ends[tp.partition] = max(self.ends[tp.partition], batch[-1].offset + 1)
+
+    async def wait_for(self, expected: dict[int, int], timeout: float, what: str) -> None:
+        """Wait until every partition holds at least ``expected[p]`` records."""
+        deadline = time.monotonic() + timeout
+        while any(self.ends[p] < count for p, count in expected.items()):
+            if time.monotonic() > deadline:
+                missing = sum(max(0, count - self.ends[p]) for p, count in expected.items())
+                raise InputError(f"{what}: still {missing} records short after {timeout:.0f}s")
+            await self.drain(quiet_ms=10)
+
+
+async def read_topic(settings: Settings, topic: str) -> AsyncIterator[Any]:
+    """Every record of a topic, partition by partition in offset order, until the topic is quiet."""
+    tail = TopicTail(settings, topic, await partition_count(settings, topic))
+    await tail.start()
+    try:
+        records = []
+        while batch := await tail.drain():
+            records.extend(batch)
+        records.sort(key=lambda record: (record.partition, record.offset))
+        for record in records:
+            yield record
+    finally:
+        await tail.stop()
+
+
+async def partition_count(settings: Settings, topic: str) -> int:
+    consumer = AIOKafkaConsumer(**aiokafka_options(settings))
+    await consumer.start()
+    try:
+        await consumer.topics()  # refreshes metadata
+        return len(consumer.partitions_for_topic(topic) or ())
+    finally:
+        await consumer.stop()
+
+
+async def wait_until_processed(
+    settings: Settings, group: str, ends: dict[int, int], topic: str, timeout: float = 180.0
+) -> None:
+    """Wait until consumer group ``group`` has committed ``ends[p]`` on every partition of ``topic``."""
+    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
+    await admin.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in ends]
+        deadline = time.monotonic() + timeout
+        while True:
+            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
+            behind = sum(
+                max(0, end - max(0, committed[tp].offset if tp in committed else 0))
+                for tp, end in zip(partitions, ends.values(), strict=True)
+            )
+            if behind == 0:
+                return
+            if time.monotonic() > deadline:
+                raise InputError(f"group {group} is still {behind} messages behind on {topic} after {timeout:.0f}s")
+            await asyncio.sleep(0.2)
+    finally:
+        await admin.close()
