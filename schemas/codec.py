@@ -90,8 +90,11 @@ def decode_log_event(data: bytes) -> Event:
     return _event_from_branch(branch)
 
 
-def write_event_container(out: IO[bytes], events: Iterable[Event]) -> int:
-    """Write events to an Avro object container file with the unified-log schema embedded."""
+def write_event_container(out: IO[bytes], events: Iterable[Event], metadata: dict[str, str] | None = None) -> int:
+    """Write events to an Avro object container file with the unified-log schema embedded.
+
+    ``metadata`` goes into the file header (e.g. ``enrollbridge.partition`` for a log archive).
+    """
     count = 0
 
     def branches() -> Iterator[tuple[str, dict[str, Any]]]:
@@ -100,8 +103,17 @@ def write_event_container(out: IO[bytes], events: Iterable[Event]) -> int:
             count += 1
             yield (f"{NAMESPACE}.{event.schema_name}", _avro_datum(event))
 
-    fastavro.writer(out, log_schema(), branches(), codec="deflate")
+    fastavro.writer(out, log_schema(), branches(), codec="deflate", metadata=metadata)
     return count
+
+
+def container_metadata(source: IO[bytes]) -> dict[str, str]:
+    """The user metadata of an Avro container file (the reader is left at the start)."""
+    start = source.tell()
+    reader = fastavro.reader(source)
+    found = {k: v for k, v in reader.metadata.items() if not k.startswith("avro.")}
+    source.seek(start)
+    return found
 
 
 def read_event_container(source: IO[bytes]) -> Iterator[Event]:
@@ -246,3 +258,14 @@ def decode_message(data: bytes | None, accepted: tuple[str, ...]) -> Record:
         return MODELS_BY_NAME[name].model_validate(datum)
     except ValueError as error:
         raise UndecodableMessage("INVALID_RECORD", f"{name} violates the contract: {error}") from None
+
+
+def peek_event_id(data: bytes) -> str | None:
+    """The ``event_id`` of an event message without decoding the rest (every event record starts
+    with it); None for anything that does not look like one."""
+    if len(data) < 11 or data[:2] != SINGLE_OBJECT_MARKER:
+        return None
+    length = data[10] >> 1  # zigzag varint; event ids are 32 characters, one byte of length
+    if data[10] & 0x80 or length != 32 or len(data) < 43:
+        return None
+    return data[11:43].decode("ascii", errors="replace")

@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from enrollbridge.errors import InputError
-from schemas.codec import event_from_json, read_event_container, to_json_line
-from schemas.models import AlertRecord, ClockTick, Event, LogEvent
+from schemas.codec import container_metadata, event_from_json, read_event_container, to_json_line
+from schemas.models import AlertRecord, ClockTick, LogEvent
 from schemas.times import parse_instant
 from streams.clock import make_tick
 from streams.engine import Engine, MemoryStore
@@ -235,9 +235,7 @@ def replay(
                 result.events += 1
                 if result.events % 4096 == 0:
                     bar.update(4096)
-            for alert in engine.process(event):
-                result.alerts += 1
-                on_alert(alert)
+            _run(engine, event, result, on_alert)
     result.skipped_after_until = merged.skipped_after_until
     result.persons = len(store)
     return result
@@ -280,6 +278,30 @@ def _scan(path: Path) -> Iterator[tuple[int, str, int, bytes]]:
             yield number, type_name, occurred_at, line
 
 
+def _run(engine: Engine, event: LogEvent, result: ReplayResult, on_alert: Callable[[AlertRecord], None]) -> None:
+    for alert in engine.process(event):
+        result.alerts += 1
+        on_alert(alert)
+
+
+PARTITION_METADATA = "enrollbridge.partition"
+
+
+def _log_streams(paths: Sequence[Path]) -> list[tuple[int | None, list[Path]]]:
+    """The archived log's files grouped by partition (Avro metadata ``enrollbridge.partition``), in
+    partition order; files without a partition form one stream, in the order given, first."""
+    groups: dict[int | None, list[Path]] = {}
+    for path in paths:
+        partition: int | None = None
+        with path.open("rb") as raw:
+            if raw.read(4) == AVRO_MAGIC:
+                raw.seek(0)
+                tagged = container_metadata(raw).get(PARTITION_METADATA)
+                partition = int(tagged) if tagged is not None else None
+        groups.setdefault(partition, []).append(path)
+    return sorted(groups.items(), key=lambda item: -1 if item[0] is None else item[0])
+
+
 def _replay_log(
     paths: Sequence[Path],
     policies: PolicyBook,
@@ -287,34 +309,32 @@ def _replay_log(
     until: int | None,
     progress: bool | None,
 ) -> ReplayResult:
-    """The files are one log, in the order given: keep it, stopping at the first tick after ``until``."""
+    """The files are a log, kept in its order: one engine per partition, as the workers had.
+
+    With ``until``, each partition stops at its first tick after ``until`` and ticks at ``until``.
+    """
     result = ReplayResult("log", files=[str(p) for p in paths])
-    store = MemoryStore()
-    engine = Engine(policies, store)
-
-    def run(event: Event) -> None:
-        for alert in engine.process(event):  # type: ignore[arg-type]
-            result.alerts += 1
-            on_alert(alert)
-
     total = sum(os.path.getsize(p) for p in paths)
     with _bar(total, "replaying log", progress) as bar:
-        for path in paths:
-            size = os.path.getsize(path)
-            for _, event in read_events(path):
-                if isinstance(event, ClockTick):
-                    if until is not None and event.occurred_at > until:
-                        run(make_tick(until))
+        for _, files in _log_streams(paths):
+            store = MemoryStore()
+            engine = Engine(policies, store)
+            stopped = False
+            for path in files:
+                for _, event in read_events(path):
+                    if isinstance(event, ClockTick):
+                        if until is not None and event.occurred_at > until:
+                            stopped = True
+                            break
                         result.ticks += 1
-                        result.persons = len(store)
-                        return result
-                    result.ticks += 1
-                else:
-                    result.events += 1
-                run(event)
-            bar.update(size)
-    if until is not None:
-        run(make_tick(until))
-        result.ticks += 1
-    result.persons = len(store)
+                    else:
+                        result.events += 1
+                    _run(engine, event, result, on_alert)
+                bar.update(os.path.getsize(path))
+                if stopped:
+                    break
+            if until is not None:
+                _run(engine, make_tick(until), result, on_alert)
+                result.ticks += 1
+            result.persons += len(store)
     return result
