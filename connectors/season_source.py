@@ -24,7 +24,6 @@ from enrollbridge.settings import Settings
 from schemas.codec import encode_message
 from schemas.models import ClockTick, LogEvent
 from streams.clock import tick_message
-from streams.person_table import partition_of
 from streams.readback import TopicTail
 from streams.replay import MergedLog
 from streams.topics import SOURCE_EVENT, Topics
@@ -62,15 +61,16 @@ async def publish_season(
     waiting = "the unified log (is a worker running on these topics?)"
     try:
         await log.drain()
-        expected = dict(log.ends)
+        partitions = list(log.ends)
         in_flight: list[asyncio.Future[object]] = []
         unconfirmed: dict[bytes, str] = {}  # person -> agency topic of their events since the last barrier
+        pending: set[str] = set()  # ids of events published since the last barrier
 
         async def barrier() -> None:
             nonlocal in_flight
             await asyncio.gather(*in_flight)
             in_flight = []
-            await log.wait_for(expected, barrier_timeout, waiting)
+            await log.wait_for_events(pending, barrier_timeout, waiting)
             unconfirmed.clear()
             published.barriers += 1
 
@@ -82,10 +82,8 @@ async def publish_season(
                     await barrier()
                     value = tick_message(event.occurred_at)
                     await asyncio.gather(
-                        *[await producer.send(topics.events, value=value, partition=p) for p in expected]
+                        *[await producer.send(topics.events, value=value, partition=p) for p in partitions]
                     )
-                    for p in expected:
-                        expected[p] += 1
                     published.ticks += 1
                     if on_progress:
                         on_progress(bar)
@@ -95,15 +93,15 @@ async def publish_season(
                 if unconfirmed.get(key, topic) != topic:
                     await barrier()
                 unconfirmed[key] = topic
+                pending.add(event.event_id)
                 in_flight.append(await producer.send(topic, key=key, value=encode_message(event)))
-                expected[partition_of(key, settings.partitions)] += 1
                 published.events += 1
                 if len(in_flight) >= _IN_FLIGHT:
                     await asyncio.gather(*in_flight)
                     in_flight = []
                 bar.update(1)
-            await asyncio.gather(*in_flight)
-        await log.wait_for(expected, barrier_timeout, waiting)
+            await barrier()
+        await log.drain()
         published.log_ends = dict(log.ends)
     finally:
         await producer.stop()

@@ -18,6 +18,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 from enrollbridge.errors import InputError
 from enrollbridge.kafka import aiokafka_options
 from enrollbridge.settings import Settings
+from schemas.codec import peek_event_id
 
 _QUIET_MS = 300
 
@@ -50,6 +51,21 @@ class TopicTail:
             for tp, batch in batches.items():
                 records.extend(batch)
                 self.ends[tp.partition] = max(self.ends[tp.partition], batch[-1].offset + 1)
+
+    async def wait_for_events(self, pending: set[str], timeout: float, what: str) -> None:
+        """Wait until every event id in ``pending`` has been read from the topic (ids are removed as seen).
+
+        Counting records is not enough: a worker that restarts forwards its last batch again, and those
+        copies would stand in for events not yet forwarded.
+        """
+        deadline = time.monotonic() + timeout
+        while pending:
+            if time.monotonic() > deadline:
+                raise InputError(f"{what}: {len(pending)} events still missing after {timeout:.0f}s")
+            for record in await self.drain(quiet_ms=10):
+                event_id = peek_event_id(record.value or b"")
+                if event_id is not None:
+                    pending.discard(event_id)
 
     async def wait_for(self, expected: dict[int, int], timeout: float, what: str) -> None:
         """Wait until every partition holds at least ``expected[p]`` records."""
