@@ -50,15 +50,21 @@ def masked_record(values: Mapping[str, Any]) -> dict[str, str]:
     return record
 
 
-def file_dead_letter(
-    source: str, file: str, line: int, values: Mapping[str, Any], errors: list[FieldError]
+def record_dead_letter(
+    source: str,
+    origin: str,
+    values: Mapping[str, Any],
+    errors: list[FieldError],
+    *,
+    file: str | None = None,
+    line: int | None = None,
 ) -> DeadLetter:
-    """The dead letter of a record read from a file."""
+    """The dead letter of a record that could not become an event, wherever it was read."""
     raw_id = cell_text(values.get("id_number"))
     first = errors[0]
     return DeadLetter(
         source=source,
-        origin=f"{file}:{line}",
+        origin=origin,
         file=file,
         line=line,
         error_code=first.code,

@@ -9,7 +9,7 @@ from pathlib import Path
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from connectors.deadletter import field_errors, file_dead_letter
+from connectors.deadletter import field_errors, record_dead_letter
 from connectors.identity import Secret
 from connectors.readers import Row, RowFile, open_rows
 from connectors.records import RECORD_TYPES, SourceRecord
@@ -107,7 +107,11 @@ def ingest_files(
                 outcome = convert_row(model, row, secret)
                 if isinstance(outcome, list):
                     counts.rejected += 1
-                    on_dead_letter(file_dead_letter(source, str(row_file.path), row.line, row.values, outcome))
+                    where = str(row_file.path)
+                    letter = record_dead_letter(
+                        source, f"{where}:{row.line}", row.values, outcome, file=where, line=row.line
+                    )
+                    on_dead_letter(letter)
                 else:
                     counts.accepted += 1
                     on_event(outcome)

@@ -180,19 +180,28 @@ def _open_jsonl(path: Path, raw: IO[bytes], encoding: str, header_names: dict[st
                 if not isinstance(obj, dict):
                     yield Row(line, {}, ("BAD_JSON", f"expected a JSON object, got {type(obj).__name__}"))
                     continue
-                values: dict[str, object] = {}
-                for key, value in obj.items():
-                    name = header_names.get(str(key).strip())
-                    if name is None:
-                        if key not in ignored:
-                            ignored.add(key)
-                            row_file.ignored_columns.append(str(key))
-                        continue
-                    values[name] = _json_scalar(value)
+                values, unknown = map_record(obj, header_names)
+                for key in unknown:
+                    if key not in ignored:
+                        ignored.add(key)
+                        row_file.ignored_columns.append(key)
                 yield Row(line, values)
 
     row_file.rows = rows()
     return row_file
+
+
+def map_record(obj: Mapping[str, object], header_names: Mapping[str, str]) -> tuple[dict[str, object], list[str]]:
+    """A JSON record's values under canonical names, and the keys that name no known column."""
+    values: dict[str, object] = {}
+    unknown: list[str] = []
+    for key, value in obj.items():
+        name = header_names.get(str(key).strip())
+        if name is None:
+            unknown.append(str(key))
+        else:
+            values[name] = _json_scalar(value)
+    return values, unknown
 
 
 def _json_scalar(value: object) -> object:

@@ -288,13 +288,39 @@ def demo(students: int, seed: int, out: Path, offline: bool, web_port: int | Non
 )
 @click.option("--tick-interval", type=float, help="Seconds between wall-clock ticks (default 3600).")
 @click.option(
-    "--log-level", default="warning", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Worker log level (default warning)."
 )
-def worker(log_level: str, **flags: Any) -> None:
+def worker(**flags: Any) -> None:
     """The streaming processor: funnel, rules and alerts on Kafka (embedded broker if none is configured)."""
     from enrollbridge.worker import run_worker
 
-    run_worker(_settings(**flags), loglevel=log_level)
+    run_worker(_settings(**flags))
+
+
+@cli.command("http-source")
+@_kafka_options
+@click.option("--http-host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--http-port", type=click.IntRange(0, 65535), help="Port to listen on (default 8080).")
+def http_source(**flags: Any) -> None:
+    """Receive agency records over HTTP (tokens per agency in ENROLLBRIDGE_HTTP_TOKENS) and publish them."""
+    from aiohttp import web
+
+    from connectors.http_source import HttpSource, parse_tokens
+    from connectors.identity import Secret
+
+    settings = _settings(**flags)
+    secret = Secret.from_environment()
+    if settings.http_tokens is None:
+        raise InputError(
+            "ENROLLBRIDGE_HTTP_TOKENS is not set: give each agency a token, e.g. tax=<random>,education=<random>"
+        )
+    if not settings.bootstrap_servers:
+        raise InputError("no Kafka configured: pass --bootstrap-servers or set ENROLLBRIDGE_BOOTSTRAP_SERVERS")
+    source = HttpSource(settings, secret, parse_tokens(settings.http_tokens.get_secret_value()))
+    click.echo(
+        f"http-source: listening on http://{settings.http_host}:{settings.http_port}/v1/records/<source>", err=True
+    )
+    web.run_app(source.app(), host=settings.http_host, port=settings.http_port, print=None, access_log=None)
 
 
 def main() -> None:

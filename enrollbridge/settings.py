@@ -52,7 +52,18 @@ class Settings(BaseSettings):
         le=5000,
         description="Longest a fetch waits for new records; bounds latency per hop (Faust's own default is 1500).",
     )
+    recovery_consistency_check: bool = Field(
+        default=True,
+        description="Faust refuses to recover a RocksDB store that is ahead of its changelog's reported end. "
+        "Turn off only on a broker whose end offsets are short (the embedded Tansu); the worker does so itself "
+        "when it starts the embedded broker.",
+    )
+    log_level: Literal["debug", "info", "warning", "error"] = "warning"
     batch_size: int = Field(default=2000, ge=1)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
+    http_tokens: SecretStr | None = Field(default=None, description="source=token,... for the HTTP push source.")
+    http_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     batch_seconds: float = Field(default=0.2, gt=0)
 
     @property

@@ -1,0 +1,151 @@
+"""HTTP push source: agencies whose systems send records as they happen.
+
+``POST /v1/records/{source}`` with ``Authorization: Bearer <token>`` and a JSON body -- an array of
+records, or ``{"records": [...]}``, each record an object with the same columns (canonical or
+Chinese) as the agency's files. Each token belongs to one agency and may push only its source.
+
+The response comes only after every record is on Kafka (acks=all): accepted records on the agency's
+topic, rejected ones on the dead-letter topic. It lists a result per record, in order. If Kafka
+cannot take them, the answer is 503 and nothing is acknowledged; sending the batch again is safe
+(a re-delivered record has the same event id and changes nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import itertools
+import time
+from typing import Any
+
+import orjson
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+
+from connectors.deadletter import record_dead_letter
+from connectors.identity import Secret
+from connectors.ingest import convert_row, record_type
+from connectors.readers import Row, map_record
+from enrollbridge.errors import InputError
+from enrollbridge.kafka import aiokafka_options
+from enrollbridge.settings import Settings
+from schemas.codec import encode_message
+from schemas.models import FieldError
+from streams.topics import SOURCE_EVENT, Topics
+
+MAX_RECORDS = 10_000
+
+
+def parse_tokens(text: str) -> dict[str, str]:
+    """``source=token,source=token`` (from ENROLLBRIDGE_HTTP_TOKENS) as token -> source."""
+    tokens: dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        source, _, token = item.partition("=")
+        if source not in SOURCE_EVENT or len(token) < 16:
+            raise InputError(
+                "ENROLLBRIDGE_HTTP_TOKENS: each entry is source=token, "
+                "with a known source and a token of 16+ characters"
+            )
+        tokens[token] = source
+    if not tokens:
+        raise InputError(
+            "ENROLLBRIDGE_HTTP_TOKENS is empty: give each agency a token, e.g. tax=<random>,education=<random>"
+        )
+    return tokens
+
+
+class HttpSource:
+    def __init__(self, settings: Settings, secret: Secret, tokens: dict[str, str]) -> None:
+        self.settings = settings
+        self.secret = secret
+        self.tokens = tokens
+        self.topics = Topics(settings.topic_prefix)
+        self.producer: AIOKafkaProducer | None = None
+        self._requests = itertools.count(1)
+
+    def source_of(self, request: web.Request) -> str | None:
+        """The agency the bearer token belongs to; every token is compared, in constant time each."""
+        header = request.headers.get("Authorization", "")
+        offered = header[7:].encode() if header.startswith("Bearer ") else b""
+        found = None
+        for token, source in self.tokens.items():
+            if hmac.compare_digest(offered, token.encode()):
+                found = source
+        return found
+
+    async def records(self, request: web.Request) -> web.Response:
+        source = request.match_info["source"]
+        if source not in SOURCE_EVENT:
+            raise web.HTTPNotFound(text=f"unknown source {source!r}\n")
+        allowed = self.source_of(request)
+        if allowed is None:
+            raise web.HTTPUnauthorized(text="missing or unknown bearer token\n", headers={"WWW-Authenticate": "Bearer"})
+        if allowed != source:
+            raise web.HTTPForbidden(text=f"this token may push {allowed} records only\n")
+        try:
+            body = orjson.loads(await request.read())
+        except orjson.JSONDecodeError as error:
+            raise web.HTTPBadRequest(text=f"body is not JSON: {error.msg}\n") from None
+        records = body.get("records") if isinstance(body, dict) else body
+        if not isinstance(records, list):
+            raise web.HTTPBadRequest(text='expected a JSON array of records or {"records": [...]}\n')
+        if len(records) > MAX_RECORDS:
+            raise web.HTTPRequestEntityTooLarge(max_size=MAX_RECORDS, actual_size=len(records))
+        return web.json_response(await self._publish(source, next(self._requests), records))
+
+    async def _publish(self, source: str, request_id: int, records: list[Any]) -> dict[str, Any]:
+        assert self.producer is not None
+        model = record_type(source)
+        header_names = model.header_names()
+        topic = self.topics.source(source)
+        results: list[dict[str, Any]] = []
+        pending = []
+        for index, obj in enumerate(records):
+            if isinstance(obj, dict):
+                values, _ = map_record(obj, header_names)
+                outcome = convert_row(model, Row(index + 1, values), self.secret)
+            else:
+                values = {}
+                outcome = [FieldError(code="BAD_JSON", message=f"record {index} is not a JSON object")]
+            if isinstance(outcome, list):
+                origin = f"http request {request_id} record {index}"
+                letter = record_dead_letter(source, origin, values, outcome, line=index + 1)
+                pending.append(
+                    await self.producer.send(self.topics.dead_letters, encode_message(letter), key=source.encode())
+                )
+                first = outcome[0]
+                results.append({"index": index, "status": "rejected", "error_code": first.code, "field": first.field,
+                                "message": letter.message})  # fmt: skip
+            else:
+                pending.append(
+                    await self.producer.send(topic, encode_message(outcome), key=outcome.person_key.encode())
+                )
+                results.append({"index": index, "status": "accepted", "event_id": outcome.event_id})
+        try:
+            await asyncio.gather(*pending)
+        except KafkaError as error:
+            raise web.HTTPServiceUnavailable(
+                text=f"records not stored ({type(error).__name__}); send them again\n"
+            ) from None
+        accepted = sum(1 for result in results if result["status"] == "accepted")
+        return {"request": request_id, "accepted": accepted, "rejected": len(results) - accepted, "results": results}
+
+    async def health(self, _request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok", "time": int(time.time() * 1000)})
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=self.settings.http_max_bytes)
+        app.router.add_post("/v1/records/{source}", self.records)
+        app.router.add_get("/health", self.health)
+        app.on_startup.append(self._start)
+        app.on_cleanup.append(self._stop)
+        return app
+
+    async def _start(self, _app: web.Application) -> None:
+        self.producer = AIOKafkaProducer(**aiokafka_options(self.settings), acks="all", linger_ms=5)
+        await self.producer.start()
+
+    async def _stop(self, _app: web.Application) -> None:
+        if self.producer is not None:
+            await self.producer.stop()

@@ -1,0 +1,141 @@
+"""The HTTP push source against a real broker: per-record results, dead letters, and tokens."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from enrollbridge.broker import free_port
+from enrollbridge.settings import Settings
+from schemas.codec import decode_message
+from schemas.models import DeadLetter, PaymentChange
+from streams.admin import ensure_topics
+from streams.readback import read_topic
+from streams.topics import Topics
+from tests.conftest import TEST_SECRET
+from tests.files import GOOD_ROWS
+from tests.live import live_settings
+
+pytestmark = pytest.mark.kafka
+TAX_TOKEN = "tax-token-0123456789abcdef"
+ROSTER_TOKEN = "roster-token-0123456789abcdef"
+
+
+class Server:
+    def __init__(self, settings: Settings, port: int) -> None:
+        self.settings = settings
+        self.url = f"http://127.0.0.1:{port}"
+
+    def post(self, source: str, body: Any, token: str | None) -> tuple[int, Any]:
+        data = body if isinstance(body, bytes) else orjson.dumps(body)
+        request = urllib.request.Request(f"{self.url}/v1/records/{source}", data=data, method="POST")
+        if token:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return response.status, orjson.loads(response.read())
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def topic(self, name: str) -> list[bytes]:
+        async def read() -> list[bytes]:
+            return [record.value async for record in read_topic(self.settings, name)]
+
+        return asyncio.run(read())
+
+
+@pytest.fixture
+def server(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Server]:
+    settings = live_settings(kafka_bootstrap, tmp_path)
+    asyncio.run(ensure_topics(settings))
+    port = free_port()
+    env = {
+        **os.environ,
+        "ENROLLBRIDGE_SECRET": TEST_SECRET,
+        "ENROLLBRIDGE_BOOTSTRAP_SERVERS": kafka_bootstrap,
+        "ENROLLBRIDGE_TOPIC_PREFIX": settings.topic_prefix,
+        "ENROLLBRIDGE_HTTP_TOKENS": f"tax={TAX_TOKEN},education={ROSTER_TOKEN}",
+        "ENROLLBRIDGE_HTTP_MAX_BYTES": str(64 * 1024),
+    }
+    log = (tmp_path / "http.log").open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "enrollbridge", "http-source", "--http-port", str(port)], env=env, stdout=log, stderr=log
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "http.log").read_text()
+                time.sleep(0.2)
+        yield Server(settings, port)
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+        log.close()
+
+
+def test_a_good_batch_is_on_the_topic_when_acknowledged(server: Server) -> None:
+    batch = [GOOD_ROWS["tax"], {**GOOD_ROWS["tax"], "payment_ref": "PJ-2"}, {**GOOD_ROWS["tax"], "票据号": "PJ-3"}]
+    batch[2].pop("payment_ref")
+    status, body = server.post("tax", batch, TAX_TOKEN)
+    assert status == 200 and (body["accepted"], body["rejected"]) == (3, 0)
+    stored = [
+        decode_message(value, ("PaymentChange",))
+        for value in server.topic(Topics(server.settings.topic_prefix).source("tax"))
+    ]
+    assert sorted(e.event_id for e in stored if isinstance(e, PaymentChange)) == sorted(
+        r["event_id"] for r in body["results"]
+    )
+
+
+def test_bad_records_get_their_own_error_and_a_dead_letter(server: Server) -> None:
+    batch = {"records": [GOOD_ROWS["tax"], {**GOOD_ROWS["tax"], "amount": "-5"}, "not a record", {"payment_ref": "x"}]}
+    status, body = server.post("tax", batch, TAX_TOKEN)
+    assert status == 200 and (body["accepted"], body["rejected"]) == (1, 3)
+    assert [(r["index"], r["status"], r.get("error_code")) for r in body["results"]] == [
+        (0, "accepted", None),
+        (1, "rejected", "NEGATIVE_AMOUNT"),
+        (2, "rejected", "BAD_JSON"),
+        (3, "rejected", "MISSING_FIELD"),
+    ]
+    letters = [
+        decode_message(v, ("DeadLetter",)) for v in server.topic(Topics(server.settings.topic_prefix).dead_letters)
+    ]
+    assert sorted(letter.line or 0 for letter in letters if isinstance(letter, DeadLetter)) == [2, 3, 4]
+    assert all(GOOD_ROWS["tax"]["id_number"] not in letter.model_dump_json() for letter in letters)
+
+
+@pytest.mark.parametrize(
+    ("token", "status"),
+    [(None, 401), ("wrong-token-0123456789abcdef", 401), (ROSTER_TOKEN, 403)],
+    ids=["no-token", "unknown-token", "other-agency"],
+)
+def test_a_token_that_may_not_push_this_source_is_refused_and_nothing_is_written(
+    server: Server, token: str | None, status: int
+) -> None:
+    answer, text = server.post("tax", [GOOD_ROWS["tax"]], token)
+    assert answer == status
+    assert TAX_TOKEN not in str(text) and ROSTER_TOKEN not in str(text)
+    topics = Topics(server.settings.topic_prefix)
+    assert server.topic(topics.source("tax")) == [] and server.topic(topics.dead_letters) == []
+
+
+def test_malformed_and_oversized_bodies_are_refused(server: Server) -> None:
+    assert server.post("tax", b"{not json", TAX_TOKEN)[0] == 400
+    assert server.post("tax", {"rows": []}, TAX_TOKEN)[0] == 400
+    assert server.post("tax", [GOOD_ROWS["tax"]] * 400, TAX_TOKEN)[0] == 413  # over 64 KiB
+    assert server.post("nonsense", [], TAX_TOKEN)[0] == 404
