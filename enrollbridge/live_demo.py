@@ -42,6 +42,8 @@ def start_worker(settings: Settings, log: Path, extra_env: dict[str, str] | None
         "ENROLLBRIDGE_SESSION_TIMEOUT": str(settings.session_timeout),
         "ENROLLBRIDGE_BATCH_SECONDS": str(settings.batch_seconds),
         "ENROLLBRIDGE_FETCH_MAX_WAIT_MS": str(settings.fetch_max_wait_ms),
+        "ENROLLBRIDGE_RECOVERY_CONSISTENCY_CHECK": str(settings.recovery_consistency_check).lower(),
+        "ENROLLBRIDGE_LOG_LEVEL": settings.log_level,
         **({"ENROLLBRIDGE_POLICY_FILE": str(settings.policy_file)} if settings.policy_file else {}),
         **(extra_env or {}),
     }
@@ -60,6 +62,7 @@ def run_live_demo(students: int, seed: int, out: Path, web_port: int | None, sta
         settings = Settings(
             bootstrap_servers=broker.bootstrap_servers, store="memory", store_dir=out / "worker-data", clock="off",
             web_port=web_port or free_port(), session_timeout=6.0, batch_seconds=0.02, fetch_max_wait_ms=20,
+            recovery_consistency_check=False,
         )  # fmt: skip
         asyncio.run(ensure_topics(settings))
         worker = start_worker(settings, out / "worker.log")

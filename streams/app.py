@@ -107,6 +107,7 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
         producer_acks=-1,
         processing_guarantee="at_least_once",
         table_cleanup_interval=3600.0,
+        recovery_consistency_check=settings.recovery_consistency_check,
     )
     _with_fetch_wait(app, settings.fetch_max_wait_ms)
     # Each batch sends its state changes to the changelog at once; Faust's buffer stalls at 100.
