@@ -29,24 +29,7 @@ from streams.topics import Topics
 
 def start_worker(settings: Settings, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """``enrollbridge worker`` in its own process, configured through the environment."""
-    env = {
-        **os.environ,
-        "ENROLLBRIDGE_BOOTSTRAP_SERVERS": settings.bootstrap_servers or "",
-        "ENROLLBRIDGE_PARTITIONS": str(settings.partitions),
-        "ENROLLBRIDGE_TOPIC_PREFIX": settings.topic_prefix,
-        "ENROLLBRIDGE_APP_ID": settings.app_id,
-        "ENROLLBRIDGE_STORE": settings.store,
-        "ENROLLBRIDGE_STORE_DIR": str(settings.store_dir),
-        "ENROLLBRIDGE_WEB_PORT": str(settings.web_port),
-        "ENROLLBRIDGE_CLOCK": settings.clock,
-        "ENROLLBRIDGE_SESSION_TIMEOUT": str(settings.session_timeout),
-        "ENROLLBRIDGE_BATCH_SECONDS": str(settings.batch_seconds),
-        "ENROLLBRIDGE_FETCH_MAX_WAIT_MS": str(settings.fetch_max_wait_ms),
-        "ENROLLBRIDGE_RECOVERY_CONSISTENCY_CHECK": str(settings.recovery_consistency_check).lower(),
-        "ENROLLBRIDGE_LOG_LEVEL": settings.log_level,
-        **({"ENROLLBRIDGE_POLICY_FILE": str(settings.policy_file)} if settings.policy_file else {}),
-        **(extra_env or {}),
-    }
+    env = {**os.environ, **settings.as_environment(), **(extra_env or {})}
     with log.open("ab") as out:
         return subprocess.Popen(
             [sys.executable, "-m", "enrollbridge", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT

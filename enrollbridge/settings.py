@@ -69,3 +69,18 @@ class Settings(BaseSettings):
     @property
     def bootstrap_list(self) -> list[str]:
         return [server.strip() for server in (self.bootstrap_servers or "").split(",") if server.strip()]
+
+    def as_environment(self) -> dict[str, str]:
+        """These settings as ``ENROLLBRIDGE_*`` variables, for a worker started in its own process.
+        Secrets are included (the child needs them); never log this mapping."""
+        environment = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            if value is None:
+                continue
+            if isinstance(value, SecretStr):
+                value = value.get_secret_value()
+            elif isinstance(value, bool):
+                value = str(value).lower()
+            environment[f"ENROLLBRIDGE_{name.upper()}"] = str(value)
+        return environment

@@ -12,8 +12,8 @@
   (see ``streams/person_table.py``), then the events are acknowledged. At-least-once: after a
   crash, events since the last commit are processed again and re-emit identical alert records.
 - ``wall_clock`` (when the clock is ``wall``) runs on the leader and writes a tick to every
-  partition every ``tick_interval`` seconds, aligned to the interval (so hourly ticks fall on the
-  hour and a checkpoint's 00:00 tick is one of them).
+  partition every ``tick_interval`` seconds, aligned to local midnight (so hourly ticks fall on the
+  hour), plus each policy checkpoint's 00:00 tick at its own instant (``streams.clock.due_ticks``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from enrollbridge.settings import Settings
 from schemas.codec import LOG_EVENT_NAMES, UndecodableMessage, decode_message, encode_message
 from schemas.models import ClockTick, DeadLetter, Event, SourceEvent
 from schemas.times import format_instant
-from streams.clock import tick_message
+from streams.clock import due_ticks, tick_message
 from streams.engine import Engine
 from streams.person_table import TablePartition
 from streams.policy import PolicyBook
@@ -217,13 +217,18 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
         engines.clear()
 
     if settings.clock == "wall":
+        checkpoint_ticks = policies.checkpoint_tick_times()
+        last_tick: list[int] = []  # what this leader wrote last; a new leader looks back one interval
 
         @app.timer(interval=settings.tick_interval, on_leader=True)
         async def wall_clock() -> None:
             interval_ms = int(settings.tick_interval * 1000)
-            now = int(time.time() * 1000) // interval_ms * interval_ms
-            value = tick_message(now)
-            await asyncio.gather(*[await send(topics.events, None, value, p) for p in range(settings.partitions)])
+            for at in due_ticks(
+                last_tick[-1] if last_tick else None, int(time.time() * 1000), interval_ms, checkpoint_ticks
+            ):
+                value = tick_message(at)
+                await asyncio.gather(*[await send(topics.events, None, value, p) for p in range(settings.partitions)])
+                last_tick[:] = [at]
 
     @app.page("/")
     async def status_page(_view: Any, _request: web.Request) -> web.Response:

@@ -14,3 +14,24 @@ def make_tick(at: int) -> ClockTick:
 def tick_message(at: int) -> bytes:
     """A tick as a message value on the unified log."""
     return encode_message(make_tick(at))
+
+
+LOCAL_OFFSET_MS = 8 * 3_600_000  # China Standard Time, UTC+8, no daylight saving
+
+
+def aligned_tick(now: int, interval_ms: int) -> int:
+    """The latest multiple of the interval at or before ``now``, counted from local midnight, so daily
+    ticks fall at 00:00 China Standard Time and hourly ones on the hour."""
+    return (now + LOCAL_OFFSET_MS) // interval_ms * interval_ms - LOCAL_OFFSET_MS
+
+
+def due_ticks(last: int | None, now: int, interval_ms: int, checkpoint_ticks: list[int]) -> list[int]:
+    """The ticks a wall clock writes at ``now`` when it last wrote ``last``: each checkpoint tick that
+    fell in between (so a checkpoint is marked at its own instant whatever the interval) and the
+    aligned tick of ``now``. A clock that has not ticked yet looks back one interval."""
+    current = aligned_tick(now, interval_ms)
+    since = last if last is not None else current - interval_ms
+    due = {tick for tick in checkpoint_ticks if since < tick <= now}
+    if current > since:
+        due.add(current)
+    return sorted(due)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import orjson
@@ -69,3 +70,21 @@ def test_a_malformed_policy_is_named_precisely(tmp_path: Path) -> None:
     run = enrollbridge("replay", events, "--policy", policy, "--out", tmp_path / "alerts.jsonl")
     assert run.returncode == 2
     assert "[[policy]] #1 (pool 450200, year 2024): contribution" in run.stderr
+
+
+def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A worker started in its own process must see every setting its parent had."""
+    from pydantic import SecretStr
+
+    from enrollbridge.settings import Settings
+
+    for name in list(os.environ):
+        if name.startswith("ENROLLBRIDGE_") or name == "KAFKA_BOOTSTRAP_SERVERS":
+            monkeypatch.delenv(name)
+    original = Settings(
+        bootstrap_servers="a:1,b:2", clock="off", tick_interval=5.0, store="memory", store_dir=tmp_path,
+        recovery_consistency_check=False, sasl_password=SecretStr("pw"), partitions=7, log_level="info",
+    )  # fmt: skip
+    for name, value in original.as_environment().items():
+        monkeypatch.setenv(name, value)
+    assert Settings() == original

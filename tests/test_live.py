@@ -13,6 +13,7 @@ import time
 import urllib.request
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -20,7 +21,7 @@ from aiokafka import AIOKafkaProducer
 
 from enrollbridge.broker import free_port
 from enrollbridge.settings import Settings
-from schemas.codec import encode_message, new_event, to_json_line
+from schemas.codec import decode_message, encode_message, new_event, to_json_line
 from schemas.models import AlertRecord, ClockTick
 from streams.admin import ensure_topics
 from streams.clock import tick_message
@@ -224,3 +225,33 @@ def test_worker_without_kafka_starts_and_stops_the_embedded_broker(tmp_path: Pat
 
     with pytest.raises(OSError), socket.create_connection(("127.0.0.1", broker_port), timeout=1):
         pass
+
+
+def test_the_wall_clock_ticks_every_partition(tmp_path: Path, kafka_bootstrap: str) -> None:
+    settings = live_settings(kafka_bootstrap, tmp_path, clock="wall", tick_interval=1.0, partitions=3)
+    asyncio.run(ensure_topics(settings))
+    workers = Workers(settings, tmp_path)
+    workers.start()
+    ticked: dict[int, list[int]] = {}
+    try:
+        deadline = time.monotonic() + 90
+        while len(ticked) < settings.partitions and time.monotonic() < deadline:
+            time.sleep(1)
+            records = asyncio.run(_read(settings, Topics(settings.topic_prefix).events))
+            ticked = {}
+            for record in records:
+                tick = decode_message(record.value, ("ClockTick",))
+                assert isinstance(tick, ClockTick)
+                ticked.setdefault(record.partition, []).append(tick.occurred_at)
+    finally:
+        workers.stop_all()
+    assert sorted(ticked) == list(range(settings.partitions)), workers.logs()
+    for times in ticked.values():
+        assert times == sorted(set(times)), "ticks go forward, one per instant"
+        assert all(at % 1000 == 0 for at in times), "ticks are aligned to the interval"
+
+
+async def _read(settings: Settings, topic: str) -> list[Any]:
+    from streams.readback import read_topic
+
+    return [record async for record in read_topic(settings, topic)]
