@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -247,12 +248,17 @@ def replay(files: tuple[Path, ...], policy_file: Path | None, until: int | None,
 
 
 @cli.command()
-@click.option("--students", default=20_000, show_default=True, type=click.IntRange(min=1))
+@click.option("--students", default=5_000, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--out", default=Path("season"), show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--offline", is_flag=True, help="No Kafka: generate, ingest and replay from files.")
 @click.option("--web-port", type=click.IntRange(1, 65535), help="Port of the worker's page (default: a free one).")
-@click.option("--exit", "leave", is_flag=True, help="Stop when the season is done instead of keeping the page up.")
+@click.option(
+    "--exit",
+    "leave",
+    is_flag=True,
+    help="Stop when the season is done. Without it the page stays up until Ctrl-C, if run from a terminal.",
+)
 def demo(students: int, seed: int, out: Path, offline: bool, web_port: int | None, leave: bool) -> None:
     """A whole Liuzhou 2024 season, live on the embedded broker (or --offline), with the alert summary."""
     import os
@@ -270,7 +276,8 @@ def demo(students: int, seed: int, out: Path, offline: bool, web_port: int | Non
         return
     from enrollbridge.live_demo import run_live_demo
 
-    run_live_demo(students, seed, out, web_port, stay=not leave)
+    # Keep the page up for a person at a terminal; a script (no terminal on stdin) gets its exit.
+    run_live_demo(students, seed, out, web_port, stay=not leave and sys.stdin.isatty())
 
 
 @cli.command()
