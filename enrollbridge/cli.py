@@ -330,5 +330,48 @@ def http_source(**flags: Any) -> None:
     web.run_app(source.app(), host=settings.http_host, port=settings.http_port, print=None, access_log=None)
 
 
+@cli.command()
+@_kafka_options
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Archive directory.")
+@click.option(
+    "--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), help="Policy TOML the worker uses."
+)
+@click.option("--app-id", help="The workers' consumer group, to wait until they have processed the log.")
+@click.option("--wait", "wait_seconds", default=120.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds to wait for the workers to catch up before the alerts are read.")  # fmt: skip
+def archive(out: Path, policy_file: Path | None, wait_seconds: float, **flags: Any) -> None:
+    """Copy the unified log and the alerts from Kafka into a hash-chained archive (new segments only)."""
+    from connectors.archive import run_archive
+    from streams.policy import DEFAULT_POLICY_FILE
+
+    settings = _settings(**flags)
+    if not settings.bootstrap_servers:
+        raise InputError("no Kafka configured: pass --bootstrap-servers or set ENROLLBRIDGE_BOOTSTRAP_SERVERS")
+    run_archive(settings, out, policy_file or DEFAULT_POLICY_FILE, wait_seconds)
+
+
+@cli.group()
+def audit() -> None:
+    """Check archives."""
+
+
+@audit.command()
+@click.argument("archive", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--head", "expected_head", help="The manifest head recorded when the archive was written.")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Replay with this policy instead of the archived one.")  # fmt: skip
+def verify(archive: Path, expected_head: str | None, policy_file: Path | None) -> None:
+    """Verify an archive: exit 0 verified, 3 tampered, 4 diverged (2: it could not be read)."""
+    from streams.audit import verify_archive
+    from streams.manifest import ManifestError
+
+    try:
+        verdict = verify_archive(archive, expected_head, policy_file)
+    except ManifestError as error:
+        raise InputError(str(error)) from None
+    click.echo(verdict.render())
+    sys.exit(verdict.exit_code)
+
+
 def main() -> None:
     cli(prog_name="enrollbridge")

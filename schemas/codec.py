@@ -122,6 +122,28 @@ def read_event_container(source: IO[bytes]) -> Iterator[Event]:
         yield _event_from_branch(branch)
 
 
+def write_record_container(
+    out: IO[bytes], name: str, records: Iterable[Record], metadata: dict[str, str] | None = None
+) -> int:
+    """Write records of one type (e.g. alert records) to an Avro container file with their schema embedded."""
+    count = 0
+
+    def datums() -> Iterator[dict[str, Any]]:
+        nonlocal count
+        for record in records:
+            count += 1
+            yield _avro_datum(record)
+
+    fastavro.writer(out, parsed_schema(name), datums(), codec="deflate", metadata=metadata)
+    return count
+
+
+def read_record_container(source: IO[bytes], model: type[R]) -> Iterator[R]:
+    """Records from a container written with (a version compatible with) the model's schema."""
+    for datum in fastavro.reader(source, _reader_schema(model.schema_name)):
+        yield model.model_validate(datum)
+
+
 def _event_from_branch(branch: object) -> Event:
     """The event of a decoded union branch ``(full record name, datum)``."""
     name, datum = cast(tuple[str, dict[str, Any]], branch)

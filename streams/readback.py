@@ -26,17 +26,22 @@ _QUIET_MS = 300
 class TopicTail:
     """Follows a topic from its beginning and knows each partition's true end (last offset read + 1)."""
 
-    def __init__(self, settings: Settings, topic: str, partitions: int) -> None:
+    def __init__(self, settings: Settings, topic: str, partitions: int, start: dict[int, int] | None = None) -> None:
         self.consumer = AIOKafkaConsumer(
             **aiokafka_options(settings), enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms
         )
         self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
-        self.ends = dict.fromkeys(range(partitions), 0)
+        self.start_offsets = start or {}
+        self.ends = {p: self.start_offsets.get(p, 0) for p in range(partitions)}
 
     async def start(self) -> None:
+        """Position at each partition's beginning, or at its ``start`` offset where one was given."""
         await self.consumer.start()
         self.consumer.assign(self.partitions)
         await self.consumer.seek_to_beginning(*self.partitions)
+        for tp in self.partitions:
+            if tp.partition in self.start_offsets:
+                self.consumer.seek(tp, self.start_offsets[tp.partition])
 
     async def stop(self) -> None:
         await self.consumer.stop()

@@ -285,21 +285,62 @@ def _run(engine: Engine, event: LogEvent, result: ReplayResult, on_alert: Callab
 
 
 PARTITION_METADATA = "enrollbridge.partition"
+FIRST_OFFSET_METADATA = "enrollbridge.first_offset"
 
 
 def _log_streams(paths: Sequence[Path]) -> list[tuple[int | None, list[Path]]]:
     """The archived log's files grouped by partition (Avro metadata ``enrollbridge.partition``), in
-    partition order; files without a partition form one stream, in the order given, first."""
-    groups: dict[int | None, list[Path]] = {}
-    for path in paths:
+    partition order; within a partition, files by their first offset (``enrollbridge.first_offset``),
+    else in the order given. Files without a partition form one stream, in the order given, first."""
+    groups: dict[int | None, list[tuple[int, int, Path]]] = {}
+    for position, path in enumerate(paths):
         partition: int | None = None
+        first_offset = -1
         with path.open("rb") as raw:
             if raw.read(4) == AVRO_MAGIC:
                 raw.seek(0)
-                tagged = container_metadata(raw).get(PARTITION_METADATA)
+                metadata = container_metadata(raw)
+                tagged = metadata.get(PARTITION_METADATA)
                 partition = int(tagged) if tagged is not None else None
-        groups.setdefault(partition, []).append(path)
-    return sorted(groups.items(), key=lambda item: -1 if item[0] is None else item[0])
+                first_offset = int(metadata.get(FIRST_OFFSET_METADATA, -1))
+        groups.setdefault(partition, []).append((first_offset, position, path))
+    ordered = sorted(groups.items(), key=lambda item: -1 if item[0] is None else item[0])
+    return [(partition, [path for _, _, path in sorted(files)]) for partition, files in ordered]
+
+
+def replay_partition(
+    files: Sequence[Path],
+    policies: PolicyBook,
+    on_alert: Callable[[AlertRecord], None],
+    until: int | None = None,
+    result: ReplayResult | None = None,
+    on_file: Callable[[Path], object] | None = None,
+) -> ReplayResult:
+    """One partition of an archived log, in the order of ``files``, through a fresh engine -- what the
+    worker that owned the partition did. With ``until``, stops at the first tick after it and ticks there."""
+    result = result or ReplayResult("log")
+    store = MemoryStore()
+    engine = Engine(policies, store)
+    stopped = False
+    for path in files:
+        for _, event in read_events(path):
+            if isinstance(event, ClockTick):
+                if until is not None and event.occurred_at > until:
+                    stopped = True
+                    break
+                result.ticks += 1
+            else:
+                result.events += 1
+            _run(engine, event, result, on_alert)
+        if on_file is not None:
+            on_file(path)
+        if stopped:
+            break
+    if until is not None:
+        _run(engine, make_tick(until), result, on_alert)
+        result.ticks += 1
+    result.persons += len(store)
+    return result
 
 
 def _replay_log(
@@ -309,32 +350,10 @@ def _replay_log(
     until: int | None,
     progress: bool | None,
 ) -> ReplayResult:
-    """The files are a log, kept in its order: one engine per partition, as the workers had.
-
-    With ``until``, each partition stops at its first tick after ``until`` and ticks at ``until``.
-    """
+    """The files are a log, kept in its order: one engine per partition, as the workers had."""
     result = ReplayResult("log", files=[str(p) for p in paths])
     total = sum(os.path.getsize(p) for p in paths)
     with _bar(total, "replaying log", progress) as bar:
         for _, files in _log_streams(paths):
-            store = MemoryStore()
-            engine = Engine(policies, store)
-            stopped = False
-            for path in files:
-                for _, event in read_events(path):
-                    if isinstance(event, ClockTick):
-                        if until is not None and event.occurred_at > until:
-                            stopped = True
-                            break
-                        result.ticks += 1
-                    else:
-                        result.events += 1
-                    _run(engine, event, result, on_alert)
-                bar.update(os.path.getsize(path))
-                if stopped:
-                    break
-            if until is not None:
-                _run(engine, make_tick(until), result, on_alert)
-                result.ticks += 1
-            result.persons += len(store)
+            replay_partition(files, policies, on_alert, until, result, lambda path: bar.update(os.path.getsize(path)))
     return result

@@ -98,6 +98,63 @@ def test_a_killed_worker_loses_no_alert(tmp_path: Path, kafka_bootstrap: str, wo
     replayed = _replayed(tmp_path, settings, season)
     assert {to_json_line(a) for _, a in live} == {to_json_line(a) for a in replayed}
     assert final_states(live) == season.truth()
+    # The audit of this run's archive verifies, re-delivered copies and all.
+    _archive(settings, tmp_path / "archive", season)
+    verified = enrollbridge("audit", "verify", tmp_path / "archive")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def _archive(settings: Settings, archive: Path, season: Season) -> str:
+    """``enrollbridge archive`` of a test's topics; returns its output."""
+    run = enrollbridge(
+        "archive", "--out", archive, "--bootstrap-servers", settings.bootstrap_servers or "",
+        "--topic-prefix", settings.topic_prefix, "--app-id", settings.app_id,
+        "--policy", season.folder / "policy.toml", "--wait", 60,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return run.stdout
+
+
+def test_a_season_archived_from_a_live_run_verifies_and_later_runs_extend_the_chain(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    season = Season(tmp_path / "season", 500, seed=6)
+    settings = live_settings(kafka_bootstrap, tmp_path)
+    workers = Workers(settings, tmp_path)
+    workers.start()
+    try:
+        stream(settings, season)
+        first = _archive(settings, tmp_path / "archive", season)
+        head = re.search(r"head of the manifest chain: ([0-9a-f]{64})", first)
+        assert head and "warning" not in first
+        verified = enrollbridge("audit", "verify", tmp_path / "archive", "--head", head.group(1))
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert f"{season.merged.count} log events replayed" in verified.stdout
+
+        # More of the season arrives (a later tick into every partition); the next run appends to the chain.
+        async def later_tick() -> None:
+            producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_servers, acks="all")
+            await producer.start()
+            try:
+                for partition in range(settings.partitions):
+                    await producer.send_and_wait(
+                        Topics(settings.topic_prefix).events,
+                        tick_message(season.until + 86_400_000),
+                        partition=partition,
+                    )
+            finally:
+                await producer.stop()
+
+        asyncio.run(later_tick())
+        second = _archive(settings, tmp_path / "archive", season)
+    finally:
+        workers.stop_all()
+    assert f"archived {settings.partitions} log events" in second
+    entries = (tmp_path / "archive" / "manifest.jsonl").read_bytes().splitlines()
+    assert orjson.loads(entries[-1])["sequence"] == len(entries) > 1 + 2 * settings.partitions
+    verified = enrollbridge("audit", "verify", tmp_path / "archive")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert enrollbridge("audit", "verify", tmp_path / "archive", "--head", head.group(1)).returncode == 3
 
 
 def test_bad_messages_go_to_the_dead_letter_topic_and_the_worker_carries_on(
