@@ -20,6 +20,7 @@ import shutil
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import click
 from tqdm import tqdm
@@ -155,9 +156,16 @@ def _decoded(topic: str, partition: int, offset: int, value: bytes, accepted: tu
 
 
 def write_segment(
-    archive: Path, stream: str, topic: str, partition: int, first_offset: int, records: Sequence[Record]
+    archive: Path,
+    stream: str,
+    topic: str,
+    partition: int,
+    first_offset: int,
+    records: Sequence[Record],
+    log_schema: Any = None,
 ) -> Entry:
-    """Write one segment (records of consecutive offsets from ``first_offset``) and chain its entry."""
+    """Write one segment (records of consecutive offsets from ``first_offset``) and chain its entry.
+    ``log_schema``: write events with this (earlier) version of the log schema instead of the current one."""
     last_offset = first_offset + len(records) - 1
     path = segment_path(archive, stream, partition, first_offset, last_offset)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -165,7 +173,7 @@ def write_segment(
     partial = path.with_suffix(".partial")
     with partial.open("wb") as out:
         if stream == "events":
-            write_event_container(out, [r for r in records if isinstance(r, Event)], metadata)
+            write_event_container(out, [r for r in records if isinstance(r, Event)], metadata, log_schema)
         else:
             write_record_container(out, "AlertRecord", [r for r in records if isinstance(r, AlertRecord)], metadata)
     partial.replace(path)  # a crash never leaves a half-written segment under its final name

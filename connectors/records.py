@@ -140,6 +140,7 @@ class InsuranceRecord(SourceRecord):
         "action": ("业务类型",),
         "occurred_at": ("办理时间",),
         "enrollment_ref": ("参保登记号",),
+        "channel": ("办理渠道",),
     }
 
     # 390: 城乡居民基本医疗保险, 310: 职工基本医疗保险 (national insurance type codes).
@@ -148,6 +149,7 @@ class InsuranceRecord(SourceRecord):
     coverage_year: CoverageYear
     action: enum_field(RegistrationAction)  # type: ignore[valid-type]
     enrollment_ref: Reference
+    channel: OptionalText = None
 
     def _event_fields(self) -> dict[str, Any]:
         return {
@@ -156,6 +158,7 @@ class InsuranceRecord(SourceRecord):
             "coverage_year": self.coverage_year,
             "action": self.action,
             "enrollment_ref": self.enrollment_ref,
+            "channel": self.channel,
         }
 
 

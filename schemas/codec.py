@@ -90,10 +90,13 @@ def decode_log_event(data: bytes) -> Event:
     return _event_from_branch(branch)
 
 
-def write_event_container(out: IO[bytes], events: Iterable[Event], metadata: dict[str, str] | None = None) -> int:
+def write_event_container(
+    out: IO[bytes], events: Iterable[Event], metadata: dict[str, str] | None = None, schema: Any = None
+) -> int:
     """Write events to an Avro object container file with the unified-log schema embedded.
 
-    ``metadata`` goes into the file header (e.g. ``enrollbridge.partition`` for a log archive).
+    ``metadata`` goes into the file header (e.g. ``enrollbridge.partition`` for a log archive);
+    ``schema`` is the writer schema when it is not the current one (an earlier version of the log union).
     """
     count = 0
 
@@ -103,7 +106,8 @@ def write_event_container(out: IO[bytes], events: Iterable[Event], metadata: dic
             count += 1
             yield (f"{NAMESPACE}.{event.schema_name}", _avro_datum(event))
 
-    fastavro.writer(out, log_schema(), branches(), codec="deflate", metadata=metadata)
+    writer = log_schema() if schema is None else fastavro.parse_schema(schema)
+    fastavro.writer(out, writer, branches(), codec="deflate", metadata=metadata)
     return count
 
 

@@ -152,6 +152,7 @@ class RegistrationChange(PersonEvent):
     coverage_year: int
     action: RegistrationAction
     enrollment_ref: str
+    channel: str | None = None  # since version 2 of the schema
 
 
 class PaymentChange(PersonEvent):

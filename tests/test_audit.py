@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -25,7 +26,7 @@ PARTITIONS = 3
 Mutation = Callable[[int, list[AlertRecord]], list[AlertRecord]]
 
 
-def build_archive(folder: Path, season: Season, mutate: Mutation | None = None) -> Path:
+def build_archive(folder: Path, season: Season, mutate: Mutation | None = None, log_schema: Any = None) -> Path:
     """What ``enrollbridge archive`` writes after a fault-free live run, made without Kafka: the season's
     log split into partitions as the funnel does (ticks into every partition), two segments each, and
     the alerts each partition's engine emits."""
@@ -43,8 +44,8 @@ def build_archive(folder: Path, season: Season, mutate: Mutation | None = None) 
     policies = load_policies(season.folder / "policy.toml")
     for partition, events in logs.items():
         half = len(events) // 2
-        write_segment(archive, "events", "t.events.v1", partition, 0, events[:half])
-        write_segment(archive, "events", "t.events.v1", partition, half, events[half:])
+        write_segment(archive, "events", "t.events.v1", partition, 0, events[:half], log_schema)
+        write_segment(archive, "events", "t.events.v1", partition, half, events[half:], log_schema)
         alerts: list[AlertRecord] = []
         replay_partition(sorted((archive / "events" / f"p{partition}").glob("*.avro")), policies, alerts.append)
         if mutate is not None:
