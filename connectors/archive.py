@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +34,7 @@ from schemas.codec import (
     write_event_container,
     write_record_container,
 )
-from schemas.models import AlertRecord, Event, Record
+from schemas.models import AlertRecord, ClockTick, Event, Record, SourceEvent
 from streams.manifest import Entry, append_entry, file_digest, head, read_entries
 from streams.readback import TopicTail, partition_count, wait_until_processed
 from streams.replay import FIRST_OFFSET_METADATA, PARTITION_METADATA
@@ -181,6 +181,49 @@ def write_segment(
         archive, path, stream, len(records), topic=topic, partition=partition,
         first_offset=first_offset, last_offset=last_offset,
     )  # fmt: skip
+
+
+def archive_log_offline(
+    archive: Path,
+    log: Iterable[Event],
+    policy_file: Path,
+    partitions: int,
+    segments: int = 2,
+    log_schema: Any = None,
+    adjust_alerts: Callable[[int, list[AlertRecord]], list[AlertRecord]] | None = None,
+    progress: bool | None = None,
+) -> None:
+    """An archive as a fault-free live run would leave it, made without Kafka: the log split into
+    partitions as the funnel does (ticks into every partition), ``segments`` segments each, and the
+    alerts each partition's engine emits. For benchmarks and tests of ``audit verify``;
+    ``adjust_alerts`` lets a test forge the alerts of a partition before they are written."""
+    from streams.person_table import partition_of
+    from streams.policy import load_policies
+    from streams.replay import replay_partition
+
+    archive.mkdir(parents=True, exist_ok=True)
+    archive_policy(archive, policy_file)
+    logs: dict[int, list[Event]] = {p: [] for p in range(partitions)}
+    for event in log:
+        if isinstance(event, ClockTick):
+            for events in logs.values():
+                events.append(event)
+        else:
+            assert isinstance(event, SourceEvent)
+            logs[partition_of(event.person_key.encode(), partitions)].append(event)
+    policies = load_policies(policy_file)
+    for partition in tqdm(sorted(logs), desc="writing archive", disable=None if progress is None else not progress):
+        events = logs[partition]
+        size = -(-len(events) // segments)
+        for first in range(0, len(events), size):
+            write_segment(
+                archive, "events", "offline.events.v1", partition, first, events[first : first + size], log_schema
+            )
+        alerts: list[AlertRecord] = []
+        replay_partition(sorted((archive / "events" / f"p{partition}").glob("*.avro")), policies, alerts.append)
+        if adjust_alerts is not None:
+            alerts = adjust_alerts(partition, alerts)
+        write_segment(archive, "alerts", "offline.alerts.v1", partition, 0, alerts)
 
 
 def describe(run: ArchiveRun) -> str:

@@ -11,14 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.archive import archive_policy, write_segment
-from schemas.models import AlertRecord, ClockTick, Event
+from connectors.archive import archive_log_offline
+from schemas.models import AlertRecord
 from streams.audit import DIVERGED, TAMPERED, VERIFIED, verify_archive
-from streams.clock import make_tick
 from streams.manifest import MANIFEST_NAME, Entry, head
-from streams.person_table import partition_of
-from streams.policy import load_policies
-from streams.replay import replay_partition
 from tests.cli import enrollbridge
 from tests.live import Season
 
@@ -27,30 +23,10 @@ Mutation = Callable[[int, list[AlertRecord]], list[AlertRecord]]
 
 
 def build_archive(folder: Path, season: Season, mutate: Mutation | None = None, log_schema: Any = None) -> Path:
-    """What ``enrollbridge archive`` writes after a fault-free live run, made without Kafka: the season's
-    log split into partitions as the funnel does (ticks into every partition), two segments each, and
-    the alerts each partition's engine emits."""
+    """What ``enrollbridge archive`` writes after a fault-free live run, made without Kafka."""
     archive = folder / "archive"
-    archive.mkdir()
-    archive_policy(archive, season.folder / "policy.toml")
-    logs: dict[int, list[Event]] = {p: [] for p in range(PARTITIONS)}
-    for event in season.merged.stream(season.ticks, season.until):
-        if isinstance(event, ClockTick):
-            for partition in logs:
-                logs[partition].append(make_tick(event.occurred_at))
-        else:
-            assert not isinstance(event, ClockTick)
-            logs[partition_of(event.person_key.encode(), PARTITIONS)].append(event)
-    policies = load_policies(season.folder / "policy.toml")
-    for partition, events in logs.items():
-        half = len(events) // 2
-        write_segment(archive, "events", "t.events.v1", partition, 0, events[:half], log_schema)
-        write_segment(archive, "events", "t.events.v1", partition, half, events[half:], log_schema)
-        alerts: list[AlertRecord] = []
-        replay_partition(sorted((archive / "events" / f"p{partition}").glob("*.avro")), policies, alerts.append)
-        if mutate is not None:
-            alerts = mutate(partition, alerts)
-        write_segment(archive, "alerts", "t.alerts.v1", partition, 0, alerts)
+    log = season.merged.stream(season.ticks, season.until)
+    archive_log_offline(archive, log, season.folder / "policy.toml", PARTITIONS, 2, log_schema, mutate, progress=False)
     return archive
 
 
