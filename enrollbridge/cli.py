@@ -222,8 +222,17 @@ def _instant_option(_ctx: click.Context, _param: click.Parameter, value: str | N
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write alert records here, one JSON line each.",
 )
-def replay(files: tuple[Path, ...], policy_file: Path | None, until: int | None, out: Path) -> None:
+@click.option(
+    "--coverage-out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the roster students' coverage status changes here (the figures' source).",
+)
+def replay(
+    files: tuple[Path, ...], policy_file: Path | None, until: int | None, out: Path, coverage_out: Path | None
+) -> None:
     """Run the rules offline over connector outputs or an archived log (JSON Lines or Avro)."""
+    import contextlib
+
     from schemas.codec import JsonLinesWriter
     from schemas.models import AlertRecord
     from streams.policy import load_policies
@@ -232,13 +241,14 @@ def replay(files: tuple[Path, ...], policy_file: Path | None, until: int | None,
 
     policies = load_policies(policy_file)
     tally = AlertTally()
-    with JsonLinesWriter(out) as alerts:
+    with JsonLinesWriter(out) as alerts, contextlib.ExitStack() as stack:
+        coverage = stack.enter_context(JsonLinesWriter(coverage_out)) if coverage_out else None
 
         def emit(alert: AlertRecord) -> None:
             alerts.write(alert)
             tally.add(alert)
 
-        result = run_replay(files, policies, emit, until=until)
+        result = run_replay(files, policies, emit, until=until, on_coverage=coverage.write if coverage else None)
     mode = "archived log, order kept" if result.mode == "log" else "connector outputs, merged by occurred_at"
     click.echo(f"replayed {result.events} events and {result.ticks} ticks ({mode}) for {result.persons} persons")
     if result.skipped_after_until:

@@ -17,6 +17,7 @@ RECORD_NAMES = (
     "HardshipStatusChange",
     "ClockTick",
     "AlertRecord",
+    "CoverageRecord",
     "DeadLetter",
 )
 

@@ -249,8 +249,24 @@ class DeadLetter(Record):
     record: dict[str, str] = {}
 
 
+class CoverageRecord(Record):
+    schema_name: ClassVar[str] = "CoverageRecord"
+    person_key: PersonKey
+    coverage_year: int
+    pool: RegionCode
+    county: RegionCode
+    school_code: str
+    school_type: str
+    on_roster: bool
+    registered: bool
+    covered: bool
+    as_of: EpochMillis
+    cause: str
+
+
 MODELS_BY_NAME: dict[str, type[Record]] = {
     **EVENT_TYPES,
     "AlertRecord": AlertRecord,
+    "CoverageRecord": CoverageRecord,
     "DeadLetter": DeadLetter,
 }

@@ -8,11 +8,12 @@ the live Faust worker drive the same engine; only the store differs (a dict, or 
 from __future__ import annotations
 
 import heapq
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from schemas.models import AlertRecord, ClockTick, LogEvent, PaymentChange, SourceEvent
+from schemas.models import AlertRecord, ClockTick, CoverageRecord, LogEvent, PaymentChange, SourceEvent
 from schemas.regions import pool_of
+from streams.coverage import coverage_changes, coverage_of
 from streams.policy import PolicyBook
 from streams.rules import Cause, evaluate
 from streams.state import PersonState
@@ -82,9 +83,17 @@ class MemoryStore:
 class Engine:
     """Rules over one ordered stream of events and ticks."""
 
-    def __init__(self, policies: PolicyBook, store: PartitionStore) -> None:
+    def __init__(
+        self,
+        policies: PolicyBook,
+        store: PartitionStore,
+        on_coverage: Callable[[CoverageRecord], None] | None = None,
+    ) -> None:
+        """``on_coverage``, when given, receives a CoverageRecord for each roster student's coverage
+        status that an event changed (the figures' source); without it none is computed."""
         self.policies = policies
         self.store = store
+        self.on_coverage = on_coverage
         self.now = store.load_now()
 
     def process(self, event: LogEvent) -> list[AlertRecord]:
@@ -94,11 +103,17 @@ class Engine:
         return self._person_event(event)
 
     def _person_event(self, event: SourceEvent) -> list[AlertRecord]:
-        state = self.store.get(event.person_key) or PersonState(masked_id=event.masked_id)
+        known = self.store.get(event.person_key)
+        state = known or PersonState(masked_id=event.masked_id)
+        before = coverage_of(state, self.policies) if self.on_coverage and known else {}
         if not state.apply(event):
             return []
-        alerts = evaluate(event.person_key, state, self.now, self.policies, Cause(event.event_id, event.occurred_at))
+        cause = Cause(event.event_id, event.occurred_at)
+        alerts = evaluate(event.person_key, state, self.now, self.policies, cause)
         self.store.put(event.person_key, state)
+        if self.on_coverage:
+            for record in coverage_changes(event.person_key, before, coverage_of(state, self.policies), cause):
+                self.on_coverage(record)
         if isinstance(event, PaymentChange) and event.action == "PAID":
             due = event.occurred_at + self.policies.grace_ms(pool_of(event.region), event.coverage_year)
             if self.now is None or due > self.now:

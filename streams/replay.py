@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from enrollbridge.errors import InputError
 from schemas.codec import container_metadata, event_from_json, read_event_container, to_json_line
-from schemas.models import AlertRecord, ClockTick, LogEvent
+from schemas.models import AlertRecord, ClockTick, CoverageRecord, LogEvent
 from schemas.times import parse_instant
 from streams.clock import make_tick
 from streams.engine import Engine, MemoryStore
@@ -219,14 +219,16 @@ def replay(
     on_alert: Callable[[AlertRecord], None],
     until: int | None = None,
     progress: bool | None = None,
+    on_coverage: Callable[[CoverageRecord], None] | None = None,
 ) -> ReplayResult:
-    """Run the rules over the given files and hand every alert record to ``on_alert`` in emission order."""
+    """Run the rules over the given files and hand every alert record to ``on_alert`` in emission order
+    (and, with ``on_coverage``, every change of a roster student's coverage status)."""
     merged = MergedLog(paths, progress)
     if merged.has_ticks:
-        return _replay_log(paths, policies, on_alert, until, progress)
+        return _replay_log(paths, policies, on_alert, until, progress, on_coverage)
     result = ReplayResult("merged", files=[str(f) for f in merged.files])
     store = MemoryStore()
-    engine = Engine(policies, store)
+    engine = Engine(policies, store, on_coverage)
     with tqdm(unit=" events", desc="replaying", disable=None if progress is None else not progress, leave=False) as bar:
         for event in merged.stream(merged.tick_times(policies, until), until):
             if isinstance(event, ClockTick):
@@ -315,12 +317,13 @@ def replay_partition(
     until: int | None = None,
     result: ReplayResult | None = None,
     on_file: Callable[[Path], object] | None = None,
+    on_coverage: Callable[[CoverageRecord], None] | None = None,
 ) -> ReplayResult:
     """One partition of an archived log, in the order of ``files``, through a fresh engine -- what the
     worker that owned the partition did. With ``until``, stops at the first tick after it and ticks there."""
     result = result or ReplayResult("log")
     store = MemoryStore()
-    engine = Engine(policies, store)
+    engine = Engine(policies, store, on_coverage)
     stopped = False
     for path in files:
         for _, event in read_events(path):
@@ -343,17 +346,22 @@ def replay_partition(
     return result
 
 
+def _progressed(bar: tqdm) -> Callable[[Path], object]:  # type: ignore[type-arg]
+    return lambda path: bar.update(os.path.getsize(path))
+
+
 def _replay_log(
     paths: Sequence[Path],
     policies: PolicyBook,
     on_alert: Callable[[AlertRecord], None],
     until: int | None,
     progress: bool | None,
+    on_coverage: Callable[[CoverageRecord], None] | None = None,
 ) -> ReplayResult:
     """The files are a log, kept in its order: one engine per partition, as the workers had."""
     result = ReplayResult("log", files=[str(p) for p in paths])
     total = sum(os.path.getsize(p) for p in paths)
     with _bar(total, "replaying log", progress) as bar:
         for _, files in _log_streams(paths):
-            replay_partition(files, policies, on_alert, until, result, lambda path: bar.update(os.path.getsize(path)))
+            replay_partition(files, policies, on_alert, until, result, _progressed(bar), on_coverage)
     return result

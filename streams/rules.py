@@ -9,6 +9,7 @@ records, byte for byte.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -161,12 +162,7 @@ def _derive_year(
     def expected(pool: str) -> int | None:
         return policies.expected_fen(pool, year, categories)
 
-    covered = employee
-    for registration in residents:
-        owed = expected(registration.pool)
-        if owed is None or net_by_pool.get(registration.pool, 0) >= owed:
-            covered = True
-            break
+    covered = is_covered(registrations, net_by_pool, expected)
 
     # Students on a roster of a pool whose first checkpoint has passed: enrolled, and covered?
     if now is not None and (not registrations or not covered):
@@ -174,7 +170,7 @@ def _derive_year(
             policy = policies.get(pool, year)
             if policy is None or now < policy.first_checkpoint_passes_at:
                 continue
-            membership = memberships[0] if len(memberships) == 1 else max(memberships, key=_latest_membership)
+            membership = memberships[0] if len(memberships) == 1 else max(memberships, key=latest_membership)
             roster_ids = tuple(m.event_id for m in memberships)
             if not registrations:
                 found[(UNENROLLED, year, pool)] = Finding(
@@ -240,7 +236,21 @@ def _derive_year(
             )  # fmt: skip
 
 
-def _latest_membership(membership: Membership) -> tuple[int, str, str]:
+def is_covered(
+    registrations: Iterable[Registration], net_by_pool: dict[str, int], expected: Callable[[str], int | None]
+) -> bool:
+    """Covered for a year: an employee registration, or a resident registration whose pool has received
+    the expected contribution (or has no policy that says what it is)."""
+    for registration in registrations:
+        if registration.insurance_type != "RESIDENT":
+            return True
+        owed = expected(registration.pool)
+        if owed is None or net_by_pool.get(registration.pool, 0) >= owed:
+            return True
+    return False
+
+
+def latest_membership(membership: Membership) -> tuple[int, str, str]:
     return membership.occurred_at, membership.school_code, membership.student_ref
 
 
@@ -265,7 +275,7 @@ def _attribution(
     else the earliest registration involved."""
     memberships = [m for members in roster_by_pool.values() for m in members]
     if memberships:
-        latest = max(memberships, key=_latest_membership)
+        latest = max(memberships, key=latest_membership)
         return latest.pool, latest.school_region, latest
     first = min(registrations, key=lambda r: (r.occurred_at, r.enrollment_ref), default=None)
     return (first.pool, first.region, None) if first else ("000000", "000000", None)

@@ -34,6 +34,7 @@ from schemas.models import (
     AlertRecord,
     AlertStatus,
     ClockTick,
+    CoverageRecord,
     DeadLetter,
     FieldError,
     HardshipCategory,
@@ -59,6 +60,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "HardshipStatusChange": HardshipStatusChange,
     "ClockTick": ClockTick,
     "AlertRecord": AlertRecord,
+    "CoverageRecord": CoverageRecord,
     "DeadLetter": DeadLetter,
 }
 
@@ -208,6 +210,20 @@ alert = st.builds(
         approval_pools=st.lists(region, max_size=2).map(tuple),
     ),
 )
+coverage = st.builds(
+    CoverageRecord,
+    person_key=hex64,
+    coverage_year=st.integers(1990, 2100),
+    pool=region,
+    county=region,
+    school_code=text,
+    school_type=text,
+    on_roster=st.booleans(),
+    registered=st.booleans(),
+    covered=st.booleans(),
+    as_of=instant,
+    cause=hex32,
+)
 dead_letter = st.builds(
     DeadLetter,
     source=text,
@@ -239,6 +255,13 @@ def test_events_round_trip_through_the_log_encoding_and_the_json_line(event: Any
 def test_alert_records_round_trip(record: AlertRecord) -> None:
     assert decode_avro(AlertRecord, encode_avro(record)) == record
     assert AlertRecord.model_validate_json(to_json_line(record)) == record
+
+
+@settings(max_examples=100)
+@given(coverage)
+def test_coverage_records_round_trip(record: CoverageRecord) -> None:
+    assert decode_avro(CoverageRecord, encode_avro(record)) == record
+    assert CoverageRecord.model_validate_json(to_json_line(record)) == record
 
 
 @settings(max_examples=100)
