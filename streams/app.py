@@ -1,6 +1,6 @@
 """The live worker: a Faust app, wired in this one file.
 
-    per-source topics --funnel--> unified log (events.v1) --rules--> alerts.v1
+    per-source topics --funnel--> unified log (events.v1) --rules--> alerts.v1, coverage.v1
                          \\                            \\
                           +-> dlq.v1 (undecodable)      +-> persons table (RocksDB or memory, changelogged)
 
@@ -8,8 +8,8 @@
   unchanged, to the unified log keyed by ``person_key``; anything else goes to the dead-letter topic
   with its topic, partition and offset.
 - ``rules`` reads only the unified log. Each partition has its own engine (the same one the offline
-  replay uses). Per batch: alerts are sent and acknowledged, then state changes are persisted
-  (see ``streams/person_table.py``), then the events are acknowledged. At-least-once: after a
+  replay uses). Per batch: alerts and coverage status changes are sent and acknowledged, then state
+  changes are persisted (see ``streams/person_table.py``), then the events are acknowledged. At-least-once: after a
   crash, events since the last commit are processed again and re-emit identical alert records.
 - ``wall_clock`` (when the clock is ``wall``) runs on the leader and writes a tick to every
   partition every ``tick_interval`` seconds, aligned to local midnight (so hourly ticks fall on the
@@ -30,7 +30,7 @@ from aiohttp import web
 from enrollbridge.kafka import faust_credentials
 from enrollbridge.settings import Settings
 from schemas.codec import LOG_EVENT_NAMES, UndecodableMessage, decode_message, encode_message
-from schemas.models import ClockTick, DeadLetter, Event, SourceEvent
+from schemas.models import ClockTick, CoverageRecord, DeadLetter, Event, SourceEvent
 from schemas.times import format_instant
 from streams.clock import due_ticks, tick_message
 from streams.engine import Engine
@@ -160,10 +160,12 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
                 status.forwarded += 1
             await asyncio.gather(*pending)
 
+    coverage_changes: list[CoverageRecord] = []  # filled by the engine being driven, sent right after
+
     def engine_for(partition: int) -> tuple[Engine, TablePartition]:
         if partition not in engines:
             store = TablePartition(persons, partition, settings.partitions)
-            engines[partition] = (Engine(policies, store), store)
+            engines[partition] = (Engine(policies, store, coverage_changes.append), store)
         return engines[partition]
 
     @app.agent(events_topic)
@@ -200,9 +202,13 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
                                 topics.alerts, alert.alert_id.encode(), encode_message(alert), partition, headers
                             )
                         )
+                    for change in coverage_changes:
+                        key = change.person_key.encode()
+                        pending.append(await send(topics.coverage, key, encode_message(change), partition, headers))
+                    coverage_changes.clear()
                 if engine.now is not None:
                     status.clock[partition] = engine.now
-            await asyncio.gather(*pending)  # alerts are on the topic before any state that caused them
+            await asyncio.gather(*pending)  # alerts and coverage are on their topics before the state that caused them
             for partition, events in by_partition.items():
                 _, store = engines[partition]
                 await store.persist(store.take_writes(), events[-1].message.offset)

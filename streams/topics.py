@@ -40,9 +40,14 @@ class Topics:
         return f"{self.prefix}.alerts.v1"
 
     @property
+    def coverage(self) -> str:
+        """Coverage status changes of roster students, keyed by person_key, partitioned like the log."""
+        return f"{self.prefix}.coverage.v1"
+
+    @property
     def dead_letters(self) -> str:
         """Records and messages that could not become events, with their context."""
         return f"{self.prefix}.dlq.v1"
 
     def all(self) -> list[str]:
-        return [*self.sources.values(), self.events, self.alerts, self.dead_letters]
+        return [*self.sources.values(), self.events, self.alerts, self.coverage, self.dead_letters]

@@ -40,7 +40,10 @@ def _replayed(tmp_path: Path, settings: Settings, season: Season) -> list[AlertR
     """``enrollbridge replay`` of the unified log read back from Kafka, one archive file per partition."""
     logs = archive_log(settings, tmp_path)
     out = tmp_path / "replayed.jsonl"
-    run = enrollbridge("replay", *logs, "--policy", season.folder / "policy.toml", "--out", out)
+    coverage = tmp_path / "replayed-coverage.jsonl"
+    run = enrollbridge(
+        "replay", *logs, "--policy", season.folder / "policy.toml", "--out", out, "--coverage-out", coverage
+    )
     assert run.returncode == 0, run.stderr
     assert "archived log, order kept" in run.stdout
     return [AlertRecord.model_validate_json(line) for line in out.read_bytes().splitlines()]
@@ -66,6 +69,21 @@ def test_live_equals_the_replay_of_its_log_and_the_ground_truth(tmp_path: Path, 
             to_json_line(a) for a in replayed if partition_of(a.person_key.encode(), settings.partitions) == partition
         ]
         assert mine == theirs, f"partition {partition} differs"
+    # And the coverage status changes, the source of the figures.
+    replayed_coverage = (tmp_path / "replayed-coverage.jsonl").read_bytes().splitlines()
+    assert len(replayed_coverage) > season.merged.count // 4
+    live_coverage = [
+        (r.partition, r.value) for r in asyncio.run(_read(settings, Topics(settings.topic_prefix).coverage))
+    ]
+    for partition in range(settings.partitions):
+        mine = [
+            to_json_line(decode_message(value, ("CoverageRecord",))) for p, value in live_coverage if p == partition
+        ]
+        theirs = [
+            line for line in replayed_coverage
+            if partition_of(orjson.loads(line)["person_key"].encode(), settings.partitions) == partition
+        ]  # fmt: skip
+        assert mine == theirs, f"coverage of partition {partition} differs"
     assert "Traceback" not in workers.logs()
 
 
