@@ -342,6 +342,27 @@ def http_source(**flags: Any) -> None:
 
 @cli.command()
 @_kafka_options
+@click.option("--pg-schema", help="PostgreSQL schema for the tables (default enrollbridge).")
+@click.option("--app-id", help="The deployment's app id; the sink's consumer group is <app-id>-postgres-sink.")
+def sink(**flags: Any) -> None:
+    """Keep the alerts and coverage in PostgreSQL (DSN in ENROLLBRIDGE_PG_DSN): tables, history, figures."""
+    import asyncio
+    import contextlib
+
+    from connectors.postgres_sink import run_sink
+
+    settings = _settings(**flags)
+    if not settings.bootstrap_servers:
+        raise InputError("no Kafka configured: pass --bootstrap-servers or set ENROLLBRIDGE_BOOTSTRAP_SERVERS")
+    click.echo(
+        f"sink: {settings.topic_prefix} alerts and coverage into PostgreSQL schema {settings.pg_schema}", err=True
+    )
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_sink(settings))
+
+
+@cli.command()
+@_kafka_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Archive directory.")
 @click.option(
     "--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), help="Policy TOML the worker uses."

@@ -65,6 +65,8 @@ class Settings(BaseSettings):
     http_tokens: SecretStr | None = Field(default=None, description="source=token,... for the HTTP push source.")
     http_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     batch_seconds: float = Field(default=0.2, gt=0)
+    pg_dsn: SecretStr | None = Field(default=None, description="PostgreSQL connection string for the sink.")
+    pg_schema: str = Field(default="enrollbridge", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
     @property
     def bootstrap_list(self) -> list[str]:

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterator
 
@@ -43,3 +44,19 @@ def kafka_bootstrap() -> Iterator[str]:
 
     with EmbeddedBroker() as broker:
         yield broker.bootstrap_servers
+
+
+_PG_NAMES = itertools.count()
+PG_DSN = os.environ.get("ENROLLBRIDGE_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+@pytest.fixture
+def pg_schema() -> Iterator[str]:
+    """A fresh PostgreSQL schema for one test (the real server: ENROLLBRIDGE_TEST_PG_DSN, default the
+    local one), dropped afterwards."""
+    import psycopg
+
+    name = f"t_{os.getpid()}_{next(_PG_NAMES)}"
+    yield name
+    with psycopg.connect(PG_DSN, autocommit=True) as connection:
+        connection.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
