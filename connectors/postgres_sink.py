@@ -202,6 +202,16 @@ class PostgresSink:
         self.connection.commit()
         return counts
 
+    def open_alerts(self, pool: str | None = None, coverage_year: int | None = None) -> list[AlertRecord]:
+        """Alerts whose current state is OPEN, optionally for one pool and year."""
+        rows = self.connection.execute(
+            "SELECT record FROM alert_current WHERE status = 'OPEN' AND (%(pool)s::text IS NULL OR pool = %(pool)s) "
+            "AND (%(year)s::int IS NULL OR coverage_year = %(year)s) ORDER BY alert_id",
+            {"pool": pool, "year": coverage_year},
+        ).fetchall()
+        self.connection.commit()
+        return [AlertRecord.model_validate(row[0]) for row in rows]
+
     def figures(self, coverage_year: int, pool: str, by: tuple[str, ...] = ("county",)) -> list[dict[str, Any]]:
         """Coverage figures and open alerts by kind for a pool and year, grouped by the given columns
         (any of county, school_code, school_type; empty for the whole pool)."""

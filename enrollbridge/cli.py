@@ -362,6 +362,50 @@ def sink(**flags: Any) -> None:
 
 
 @cli.command()
+@click.option(
+    "--alerts",
+    "alert_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Alert records (JSON Lines, e.g. from replay); repeatable. Without it: PostgreSQL (ENROLLBRIDGE_PG_DSN).",
+)
+@click.option("--pool", help="Only this pool.")
+@click.option("--year", type=int, help="Only this coverage year.")
+@click.option("--pg-schema", help="PostgreSQL schema of the sink's tables (default enrollbridge).")
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write into.")
+def worklist(
+    alert_files: tuple[Path, ...], pool: str | None, year: int | None, pg_schema: str | None, out: Path
+) -> None:
+    """Outreach work lists of open alerts, per county and per school, as CSV and XLSX (no names)."""
+    from connectors.worklist import open_alerts, write_worklists
+    from schemas.models import AlertRecord
+
+    if alert_files:
+        records = []
+        for path in alert_files:
+            for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+                try:
+                    records.append(AlertRecord.model_validate_json(line))
+                except ValueError as error:
+                    raise InputError(f"{path}:{number}: not an alert record: {str(error).splitlines()[0]}") from None
+        alerts = [
+            a for a in open_alerts(records) if (pool is None or a.pool == pool) and (year in (None, a.coverage_year))
+        ]
+    else:
+        from connectors.postgres_sink import PostgresSink
+
+        settings = _settings(pg_schema=pg_schema)
+        if settings.pg_dsn is None:
+            raise InputError("give --alerts FILE or set ENROLLBRIDGE_PG_DSN to read the sink's tables")
+        with PostgresSink(settings.pg_dsn.get_secret_value(), settings.pg_schema) as sink:
+            alerts = sink.open_alerts(pool, year)
+    written = write_worklists(alerts, out)
+    click.echo(
+        f"{written.rows} open alerts in work lists for {written.counties} counties and {written.schools} schools: {out}"
+    )
+
+
+@cli.command()
 @_kafka_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Archive directory.")
 @click.option(
