@@ -67,9 +67,24 @@ MIGRATIONS: list[str] = [
         county text NOT NULL,
         as_of timestamptz NOT NULL,
         record jsonb NOT NULL,
+        source_partition integer NOT NULL,
+        source_offset bigint NOT NULL,
         received_at timestamptz NOT NULL DEFAULT now(),
         PRIMARY KEY (alert_id, record_digest)
     );
+    CREATE INDEX alert_transition_pool ON alert_transition (pool, coverage_year);
+    CREATE TABLE coverage_transition (
+        person_key text NOT NULL,
+        coverage_year integer NOT NULL,
+        pool text NOT NULL,
+        record_digest text NOT NULL,
+        as_of timestamptz NOT NULL,
+        record jsonb NOT NULL,
+        source_partition integer NOT NULL,
+        source_offset bigint NOT NULL,
+        PRIMARY KEY (person_key, coverage_year, pool, record_digest)
+    );
+    CREATE INDEX coverage_transition_pool ON coverage_transition (pool, coverage_year);
     CREATE TABLE coverage_current (
         person_key text NOT NULL,
         coverage_year integer NOT NULL,
@@ -113,8 +128,16 @@ WHERE (a.source_partition, a.source_offset) < (excluded.source_partition, exclud
 """
 
 _INSERT_TRANSITION = """
-INSERT INTO alert_transition (alert_id, record_digest, kind, status, coverage_year, pool, county, as_of, record)
-VALUES (%s, %s, %s, %s, %s, %s, %s, to_timestamp(%s / 1000.0), %s)
+INSERT INTO alert_transition (alert_id, record_digest, kind, status, coverage_year, pool, county, as_of, record,
+    source_partition, source_offset)
+VALUES (%s, %s, %s, %s, %s, %s, %s, to_timestamp(%s / 1000.0), %s, %s, %s)
+ON CONFLICT DO NOTHING
+"""
+
+_INSERT_COVERAGE_TRANSITION = """
+INSERT INTO coverage_transition (person_key, coverage_year, pool, record_digest, as_of, record, source_partition,
+    source_offset)
+VALUES (%s, %s, %s, %s, to_timestamp(%s / 1000.0), %s, %s, %s)
 ON CONFLICT DO NOTHING
 """
 
@@ -188,19 +211,43 @@ class PostgresSink:
                 ))  # fmt: skip
                 transition_rows.append((
                     alert.alert_id, hashlib.sha256(line).hexdigest(), alert.kind, alert.status,
-                    alert.coverage_year, alert.pool, details.county, alert.as_of, line.decode(),
+                    alert.coverage_year, alert.pool, details.county, alert.as_of, line.decode(), partition, offset,
                 ))  # fmt: skip
             cursor.executemany(_UPSERT_ALERT, alert_rows)
             cursor.executemany(_INSERT_TRANSITION, transition_rows)
+            coverage = list(coverage)
             coverage_rows = [
                 (r.person_key, r.coverage_year, r.pool, r.county, r.school_code, r.school_type, r.on_roster,
                  r.registered, r.covered, r.as_of, partition, offset)
                 for (partition, offset), r in coverage
             ]  # fmt: skip
             cursor.executemany(_UPSERT_COVERAGE, coverage_rows)
+            history = []
+            for (partition, offset), r in coverage:
+                line = to_json_line(r)
+                history.append((r.person_key, r.coverage_year, r.pool, hashlib.sha256(line).hexdigest(), r.as_of,
+                                line.decode(), partition, offset))  # fmt: skip
+            cursor.executemany(_INSERT_COVERAGE_TRANSITION, history)
             counts.alerts, counts.coverage = len(alert_rows), len(coverage_rows)
         self.connection.commit()
         return counts
+
+    def history(self, pool: str, coverage_year: int) -> tuple[list[CoverageRecord], list[AlertRecord]]:
+        """Every coverage and alert record of a pool and year, in the order they were written."""
+        where = {"pool": pool, "year": coverage_year}
+        coverage = self.connection.execute(
+            "SELECT record FROM coverage_transition WHERE pool = %(pool)s AND coverage_year = %(year)s "
+            "ORDER BY source_partition, source_offset", where,
+        ).fetchall()  # fmt: skip
+        alerts = self.connection.execute(
+            "SELECT record FROM alert_transition WHERE pool = %(pool)s AND coverage_year = %(year)s "
+            "ORDER BY source_partition, source_offset", where,
+        ).fetchall()  # fmt: skip
+        self.connection.commit()
+        return (
+            [CoverageRecord.model_validate(row[0]) for row in coverage],
+            [AlertRecord.model_validate(row[0]) for row in alerts],
+        )
 
     def open_alerts(self, pool: str | None = None, coverage_year: int | None = None) -> list[AlertRecord]:
         """Alerts whose current state is OPEN, optionally for one pool and year."""

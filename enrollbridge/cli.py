@@ -362,13 +362,7 @@ def sink(**flags: Any) -> None:
 
 
 @cli.command()
-@click.option(
-    "--alerts",
-    "alert_files",
-    multiple=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="Alert records (JSON Lines, e.g. from replay); repeatable. Without it: PostgreSQL (ENROLLBRIDGE_PG_DSN).",
-)
+@click.argument("alert_files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--pool", help="Only this pool.")
 @click.option("--year", type=int, help="Only this coverage year.")
 @click.option("--pg-schema", help="PostgreSQL schema of the sink's tables (default enrollbridge).")
@@ -376,7 +370,10 @@ def sink(**flags: Any) -> None:
 def worklist(
     alert_files: tuple[Path, ...], pool: str | None, year: int | None, pg_schema: str | None, out: Path
 ) -> None:
-    """Outreach work lists of open alerts, per county and per school, as CSV and XLSX (no names)."""
+    """Outreach work lists of open alerts, per county and per school, as CSV and XLSX (no names).
+
+    From ALERT_FILES (alert records as JSON Lines, e.g. a replay's output) when given, else from the
+    sink's tables in PostgreSQL (ENROLLBRIDGE_PG_DSN)."""
     from connectors.worklist import open_alerts, write_worklists
     from schemas.models import AlertRecord
 
@@ -396,13 +393,73 @@ def worklist(
 
         settings = _settings(pg_schema=pg_schema)
         if settings.pg_dsn is None:
-            raise InputError("give --alerts FILE or set ENROLLBRIDGE_PG_DSN to read the sink's tables")
+            raise InputError("give alert files, or set ENROLLBRIDGE_PG_DSN to read the sink's tables")
         with PostgresSink(settings.pg_dsn.get_secret_value(), settings.pg_schema) as sink:
             alerts = sink.open_alerts(pool, year)
     written = write_worklists(alerts, out)
     click.echo(
         f"{written.rows} open alerts in work lists for {written.counties} counties and {written.schools} schools: {out}"
     )
+
+
+@cli.command()
+@click.option("--pool", required=True, help="City-level pool code, e.g. 450200.")
+@click.option("--year", required=True, type=int, help="Coverage year.")
+@click.option("--as-of", "as_of", required=True, help="Report date (YYYY-MM-DD): figures at the end of that day.")
+@click.argument("event_files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), help="Policy TOML.")
+@click.option("--pg-schema", help="PostgreSQL schema of the sink's tables (default enrollbridge).")
+@click.option("--out", default=Path("."), show_default=True, type=click.Path(file_okay=False, path_type=Path))
+def report(
+    pool: str,
+    year: int,
+    as_of: str,
+    event_files: tuple[Path, ...],
+    policy_file: Path | None,
+    pg_schema: str | None,
+    out: Path,
+) -> None:
+    """The monthly county report (按月通报) as HTML with a chart and as XLSX.
+
+    From a replay of EVENT_FILES (connector outputs or an archived log) when given, else from the
+    sink's history in PostgreSQL (ENROLLBRIDGE_PG_DSN)."""
+    from enrollbridge.report import build_report, report_times, write_html, write_xlsx
+    from schemas.models import AlertRecord, CoverageRecord
+    from schemas.times import parse_date
+    from streams.policy import load_policies
+
+    try:
+        as_of_date = parse_date(as_of)
+    except ValueError:
+        raise InputError(f"--as-of {as_of!r}: expected a date YYYY-MM-DD") from None
+    policy = load_policies(policy_file).get(pool, year)
+    if policy is None:
+        raise InputError(f"the policies have no entry for pool {pool}, year {year}")
+    if event_files:
+        from streams.replay import replay as run_replay
+
+        alerts: list[AlertRecord] = []
+        coverage: list[CoverageRecord] = []
+        until, _, _ = report_times(policy, as_of_date)
+        run_replay(event_files, load_policies(policy_file), alerts.append, until=until, on_coverage=coverage.append)
+    else:
+        from connectors.postgres_sink import PostgresSink
+
+        settings = _settings(pg_schema=pg_schema)
+        if settings.pg_dsn is None:
+            raise InputError("give event files to replay, or set ENROLLBRIDGE_PG_DSN to read the sink's history")
+        with PostgresSink(settings.pg_dsn.get_secret_value(), settings.pg_schema) as sink:
+            coverage, alerts = sink.history(pool, year)
+    result = build_report(policy, as_of_date, coverage, alerts)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = out / f"report-{pool}-{year}-{as_of}"
+    write_html(result, stem.with_suffix(".html"))
+    write_xlsx(result, stem.with_suffix(".xlsx"))
+    rate = f"{result.total.rate:.2%}" if result.total.rate is not None else "—"
+    click.echo(
+        f"{policy.describe()} {year} as of {as_of}: {result.total.covered} of {result.total.on_roster} covered ({rate})"
+    )
+    click.echo(f"report: {stem.with_suffix('.html')} and {stem.with_suffix('.xlsx')}")
 
 
 @cli.command()

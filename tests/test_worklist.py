@@ -50,7 +50,7 @@ def test_every_open_alert_is_listed_once_under_its_county_and_school(
     season: tuple[Season, Path], tmp_path: Path
 ) -> None:
     _, alerts = season
-    run = enrollbridge("worklist", "--alerts", alerts, "--out", tmp_path / "lists")
+    run = enrollbridge("worklist", alerts, "--out", tmp_path / "lists")
     assert run.returncode == 0, run.stderr
     expected = _open(alerts)
     county_rows = _csv_rows(tmp_path / "lists", "county")
@@ -71,7 +71,7 @@ def test_every_open_alert_is_listed_once_under_its_county_and_school(
 
 def test_the_xlsx_lists_open_with_openpyxl_and_match_the_csv(season: tuple[Season, Path], tmp_path: Path) -> None:
     _, alerts = season
-    assert enrollbridge("worklist", "--alerts", alerts, "--out", tmp_path).returncode == 0
+    assert enrollbridge("worklist", alerts, "--out", tmp_path).returncode == 0
     some_csv = sorted(tmp_path.glob("county-*.csv"))[0]
     workbook = openpyxl.load_workbook(some_csv.with_suffix(".xlsx"))
     sheet = workbook["工作清单"]
@@ -83,7 +83,7 @@ def test_the_xlsx_lists_open_with_openpyxl_and_match_the_csv(season: tuple[Seaso
 
 def test_no_names_or_raw_identity_numbers_in_the_lists(season: tuple[Season, Path], tmp_path: Path) -> None:
     data, alerts = season
-    assert enrollbridge("worklist", "--alerts", alerts, "--out", tmp_path).returncode == 0
+    assert enrollbridge("worklist", alerts, "--out", tmp_path).returncode == 0
     written = b"".join(p.read_bytes() for p in tmp_path.glob("*.csv"))
     with (data.folder / "education.csv").open(encoding="utf-8-sig", newline="") as source:
         people = list(csv.DictReader(source))

@@ -1,0 +1,124 @@
+"""The monthly county report: figures equal a direct computation from the replay's output, the XLSX
+has the expected sheets, the HTML carries its chart, and the sink's history gives the same report."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import openpyxl
+import orjson
+import pytest
+
+from connectors.postgres_sink import PostgresSink
+from enrollbridge.report import COLUMNS
+from schemas.models import AlertRecord, CoverageRecord
+from tests.cli import enrollbridge
+from tests.conftest import PG_DSN
+from tests.live import Season
+
+KEYS = [key for _, _, key in COLUMNS]
+
+
+@pytest.fixture(scope="module")
+def season(tmp_path_factory: pytest.TempPathFactory) -> Season:
+    return Season(tmp_path_factory.mktemp("report"), 900, seed=51)
+
+
+def _replay(season: Season, folder: Path, until: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    folder.mkdir(parents=True, exist_ok=True)
+    run = enrollbridge(
+        "replay", *season.event_files, "--policy", season.folder / "policy.toml", "--until", until,
+        "--out", folder / "alerts.jsonl", "--coverage-out", folder / "coverage.jsonl",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return _lines(folder / "alerts.jsonl"), _lines(folder / "coverage.jsonl")
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def _direct(alerts: list[dict[str, Any]], coverage: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """Per county, straight from replay output: students on rosters, covered, duplicates, wrong place."""
+    latest: dict[str, dict[str, Any]] = {}
+    for record in coverage:
+        if record["pool"] == "450200" and record["coverage_year"] == 2024:
+            latest[record["person_key"]] = record
+    figures: dict[str, Counter[str]] = {}
+    for record in latest.values():
+        if record["on_roster"]:
+            figures.setdefault(record["county"], Counter())["on_roster"] += 1
+            figures[record["county"]]["covered"] += record["covered"]
+    first_open: dict[str, dict[str, Any]] = {}
+    status: dict[str, str] = {}
+    for alert in alerts:
+        if alert["pool"] == "450200" and alert["coverage_year"] == 2024:
+            status[alert["alert_id"]] = alert["status"]
+            if alert["status"] == "OPEN":
+                first_open.setdefault(alert["alert_id"], alert)
+    for alert_id, alert in first_open.items():
+        county = figures.setdefault(alert["details"]["county"], Counter())
+        if alert["kind"] == "DUPLICATE_ENROLLMENT":
+            county["duplicates_found"] += 1
+            county["duplicates_cleaned"] += status[alert_id] == "RESOLVED"
+    for alert in {a["alert_id"]: a for a in alerts}.values():
+        if alert["kind"] == "HARDSHIP_WRONG_PLACE" and alert["status"] == "OPEN" and alert["pool"] == "450200":
+            figures.setdefault(alert["details"]["county"], Counter())["wrong_place"] += 1
+    return {county: dict(counts) for county, counts in figures.items()}
+
+
+def _sheet_rows(path: Path) -> dict[str, dict[str, Any]]:
+    workbook = openpyxl.load_workbook(path)
+    assert workbook.sheetnames == ["按区县", "说明"]
+    rows = list(workbook["按区县"].iter_rows(values_only=True))
+    assert rows[0][0] == "区县" and rows[1][0] == "County"
+    return {str(row[0]): dict(zip(KEYS, row, strict=True)) for row in rows[2:]}
+
+
+def test_the_report_at_31_october_equals_a_direct_computation(season: Season, tmp_path: Path) -> None:
+    run = enrollbridge(
+        "report", "--pool", "450200", "--year", 2024, "--as-of", "2023-10-31", *season.event_files,
+        "--policy", season.folder / "policy.toml", "--out", tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    rows = _sheet_rows(tmp_path / "report-450200-2024-2023-10-31.xlsx")
+    now = _direct(*_replay(season, tmp_path / "now", "2023-11-01T00:00:00+08:00"))
+    before = _direct(*_replay(season, tmp_path / "before", "2023-10-01T00:00:00+08:00"))  # checkpoint 30 Sep
+    counties = {c for c in rows if c != "合计 Total"}
+    assert counties == set(now)
+    for county, expected in now.items():
+        row = rows[county]
+        for key in ("on_roster", "covered", "duplicates_found", "duplicates_cleaned", "wrong_place"):
+            assert row[key] == expected.get(key, 0), (county, key)
+        if expected.get("on_roster"):
+            assert row["rate"] == round(expected["covered"] / expected["on_roster"], 4)
+        assert row["covered_change"] == expected.get("covered", 0) - before.get(county, {}).get("covered", 0)
+    total = rows["合计 Total"]
+    assert total["on_roster"] == sum(c.get("on_roster", 0) for c in now.values())
+    assert total["covered"] == sum(c.get("covered", 0) for c in now.values())
+    assert sum(c.get("duplicates_found", 0) for c in now.values()) > 0  # the season has some to report
+    page = (tmp_path / "report-450200-2024-2023-10-31.html").read_text(encoding="utf-8")
+    assert "echarts.init" in page and "https://" not in page.split("<script>")[0]
+    assert all(f"<td>{county}</td>" in page for county in counties)
+
+
+def test_the_sink_history_gives_the_same_report(season: Season, tmp_path: Path, pg_schema: str) -> None:
+    alerts, coverage = _replay(season, tmp_path / "all", season.manifest["until"])
+    with PostgresSink(PG_DSN, pg_schema) as sink:
+        sink.migrate()
+        sink.write(
+            [((0, n), AlertRecord.model_validate(a)) for n, a in enumerate(alerts)],
+            [((0, n), CoverageRecord.model_validate(c)) for n, c in enumerate(coverage)],
+        )
+    common: list[str | Path | int] = ["report", "--pool", "450200", "--year", 2024, "--as-of", "2023-12-31"]
+    policy: list[str | Path | int] = ["--policy", season.folder / "policy.toml"]
+    env = {"ENROLLBRIDGE_PG_DSN": PG_DSN, "ENROLLBRIDGE_PG_SCHEMA": pg_schema}
+    from_db = enrollbridge(*common, *policy, "--out", tmp_path / "db", env=env)
+    assert from_db.returncode == 0, from_db.stderr
+    from_log = enrollbridge(*common, *season.event_files, *policy, "--out", tmp_path / "log")
+    assert from_log.returncode == 0, from_log.stderr
+    name = "report-450200-2024-2023-12-31.xlsx"
+    assert _sheet_rows(tmp_path / "db" / name) == _sheet_rows(tmp_path / "log" / name)
+    assert from_db.stdout.splitlines()[0] == from_log.stdout.splitlines()[0]
