@@ -464,6 +464,34 @@ def report(
 
 @cli.command()
 @_kafka_options
+@click.option("--pool", default="450200", show_default=True, help="Pool to show.")
+@click.option("--year", default=2024, show_default=True, type=int, help="Coverage year to show.")
+@click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), help="Policy TOML.")
+@click.option("--dashboard-host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--dashboard-port", type=click.IntRange(0, 65535), help="Port (default 8050).")
+def dashboard(pool: str, year: int, policy_file: Path | None, **flags: Any) -> None:
+    """The live dashboard (login token in ENROLLBRIDGE_DASHBOARD_TOKEN, or one is made up and shown)."""
+    import asyncio
+    import contextlib
+
+    from enrollbridge.dashboard import new_token, serve
+    from streams.policy import load_policies
+
+    settings = _settings(**flags)
+    if not settings.bootstrap_servers:
+        raise InputError("no Kafka configured: pass --bootstrap-servers or set ENROLLBRIDGE_BOOTSTRAP_SERVERS")
+    policy = load_policies(policy_file).get(pool, year)
+    if policy is None:
+        raise InputError(f"the policies have no entry for pool {pool}, year {year}")
+    token = settings.dashboard_token.get_secret_value() if settings.dashboard_token else new_token()
+    shown = "<ENROLLBRIDGE_DASHBOARD_TOKEN>" if settings.dashboard_token else token
+    click.echo(f"dashboard: http://{settings.dashboard_host}:{settings.dashboard_port}/login?token={shown}", err=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(settings, policy, token, settings.dashboard_host, settings.dashboard_port))
+
+
+@cli.command()
+@_kafka_options
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Archive directory.")
 @click.option(
     "--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), help="Policy TOML the worker uses."

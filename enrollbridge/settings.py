@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     http_tokens: SecretStr | None = Field(default=None, description="source=token,... for the HTTP push source.")
     http_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     batch_seconds: float = Field(default=0.2, gt=0)
+    dashboard_host: str = "127.0.0.1"
+    dashboard_port: int = Field(default=8050, ge=0, le=65535)
+    dashboard_token: SecretStr | None = Field(default=None, description="Login token of the dashboard.")
     pg_dsn: SecretStr | None = Field(default=None, description="PostgreSQL connection string for the sink.")
     pg_schema: str = Field(default="enrollbridge", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 
