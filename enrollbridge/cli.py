@@ -262,7 +262,7 @@ def replay(
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--out", default=Path("season"), show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--offline", is_flag=True, help="No Kafka: generate, ingest and replay from files.")
-@click.option("--web-port", type=click.IntRange(1, 65535), help="Port of the worker's page (default: a free one).")
+@click.option("--web-port", type=click.IntRange(1, 65535), help="Port of the dashboard (default: a free one).")
 @click.option(
     "--exit",
     "leave",
@@ -457,7 +457,7 @@ def report(
     write_xlsx(result, stem.with_suffix(".xlsx"))
     rate = f"{result.total.rate:.2%}" if result.total.rate is not None else "—"
     click.echo(
-        f"{policy.describe()} {year} as of {as_of}: {result.total.covered} of {result.total.on_roster} covered ({rate})"
+        f"{policy.describe()} as of {as_of}: {result.total.covered} of {result.total.on_roster} covered ({rate})"
     )
     click.echo(f"report: {stem.with_suffix('.html')} and {stem.with_suffix('.xlsx')}")
 

@@ -11,9 +11,11 @@ import time
 from pathlib import Path
 
 import click
+from pydantic import SecretStr
 
 from connectors.identity import Secret
 from enrollbridge.broker import EmbeddedBroker, free_port
+from enrollbridge.dashboard import new_token
 from enrollbridge.demo import DEMO_POOL, DEMO_YEAR, prepare_season
 from enrollbridge.settings import Settings
 from schemas.codec import decode_message
@@ -29,11 +31,28 @@ from streams.topics import Topics
 
 def start_worker(settings: Settings, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """``enrollbridge worker`` in its own process, configured through the environment."""
+    return start_process("worker", settings, log, extra_env)
+
+
+def start_process(
+    command: str, settings: Settings, log: Path, extra_env: dict[str, str] | None = None
+) -> subprocess.Popen[bytes]:
+    """An ``enrollbridge`` command in its own process, configured through the environment."""
     env = {**os.environ, **settings.as_environment(), **(extra_env or {})}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "enrollbridge", "worker"], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "enrollbridge", command], env=env, stdout=out, stderr=subprocess.STDOUT
         )
+
+
+def stop_processes(*processes: subprocess.Popen[bytes]) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=15)
+        if process.poll() is None:
+            process.kill()
 
 
 def run_live_demo(students: int, seed: int, out: Path, web_port: int | None, stay: bool) -> None:
@@ -44,25 +63,30 @@ def run_live_demo(students: int, seed: int, out: Path, web_port: int | None, sta
         click.echo(f"started the embedded Kafka-compatible broker (Tansu, memory only) at {broker.bootstrap_servers}")
         settings = Settings(
             bootstrap_servers=broker.bootstrap_servers, store="memory", store_dir=out / "worker-data", clock="off",
-            web_port=web_port or free_port(), session_timeout=6.0, batch_seconds=0.02, fetch_max_wait_ms=20,
-            recovery_consistency_check=False,
+            web_port=free_port(), session_timeout=6.0, batch_seconds=0.02, fetch_max_wait_ms=20,
+            recovery_consistency_check=False, dashboard_port=web_port or free_port(),
+            dashboard_token=SecretStr(new_token()),
         )  # fmt: skip
         asyncio.run(ensure_topics(settings))
-        worker = start_worker(settings, out / "worker.log")
+        processes = [start_worker(settings, out / "worker.log")]
         click.echo(f"worker: status page http://{settings.web_host}:{settings.web_port}/ (log in {out / 'worker.log'})")
+        processes.append(start_process("dashboard", settings, out / "dashboard.log"))
+        assert settings.dashboard_token is not None
+        login = f"http://{settings.dashboard_host}:{settings.dashboard_port}/login?token="
+        login += settings.dashboard_token.get_secret_value()
+        click.echo(f"dashboard: {login}")
+        if settings.pg_dsn is not None:  # the user's PostgreSQL, if configured: the sink fills it too
+            processes.append(start_process("sink", settings, out / "sink.log"))
+            click.echo(f"sink: alerts and coverage into PostgreSQL schema {settings.pg_schema} (log in sink.log)")
         try:
             _season(settings, students, seed, out, secret, policies)
             if stay:
-                click.echo(f"status page: http://{settings.web_host}:{settings.web_port}/  (Ctrl-C to stop)")
+                click.echo(f"dashboard: {login}  (Ctrl-C to stop)")
                 with contextlib.suppress(KeyboardInterrupt):
-                    while worker.poll() is None:
+                    while all(process.poll() is None for process in processes):
                         time.sleep(1)
         finally:
-            worker.terminate()
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                worker.wait(timeout=15)
-            if worker.poll() is None:
-                worker.kill()
+            stop_processes(*processes)
 
 
 def _season(settings: Settings, students: int, seed: int, out: Path, secret: Secret, policies: PolicyBook) -> None:

@@ -78,9 +78,20 @@ def build_report(
     now = fold(policy.pool, policy.coverage_year, coverage, alerts, until)
     before = fold(policy.pool, policy.coverage_year, coverage, alerts, previous_until) if previous_until else None
     counties = sorted(set(now.by("county")) | {a.details.county for a in now.alerts.values()})
-    rows = tuple(_row(now, before, county) for county in counties)
+    # Counties with nothing to report (e.g. only payment alerts, counted elsewhere) are left out.
+    rows = tuple(
+        row
+        for row in (_row(now, before, county) for county in counties)
+        if row.on_roster or row.duplicates_found or row.wrong_place
+    )
     return Report(
-        policy.pool, policy.describe(), policy.coverage_year, as_of_date, previous_day, rows, _row(now, before, None)
+        policy.pool,
+        policy.name or policy.pool,
+        policy.coverage_year,
+        as_of_date,
+        previous_day,
+        rows,
+        _row(now, before, None),
     )
 
 
@@ -167,7 +178,7 @@ def write_html(report: Report, path: Path) -> None:
     )  # fmt: skip
     chart = {
         "counties": [row.county for row in report.counties],
-        "rate": [round((row.rate or 0) * 100, 2) for row in report.counties],
+        "rate": [None if row.rate is None else round(row.rate * 100, 2) for row in report.counties],
         "previous": [
             None if row.rate is None or row.rate_change is None else round(row.rate * 100 - row.rate_change, 2)
             for row in report.counties
@@ -198,8 +209,8 @@ const chart = echarts.init(document.getElementById("chart"), null, {{renderer: "
 chart.setOption({{
   title: {{text: "各区县参保率 Coverage rate by county (%)"}},
   tooltip: {{trigger: "axis"}},
-  legend: {{data: ["截至统计日 As of", "上一节点 Previous checkpoint"], top: 30}},
-  grid: {{top: 70}},
+  legend: {{data: ["截至统计日 As of", "上一节点 Previous checkpoint"], bottom: 0}},
+  grid: {{top: 60, bottom: 60}},
   xAxis: {{type: "category", data: data.counties}},
   yAxis: {{type: "value", min: 0, max: 100}},
   series: [

@@ -35,6 +35,7 @@ def test_the_live_demo_streams_a_season_and_summarises_its_ground_truth(tmp_path
     assert run.returncode == 0, run.stderr[-3000:]
     assert "embedded Kafka-compatible broker" in run.stdout
     assert re.search(r"status page http://127\.0\.0\.1:\d+/", run.stdout)
+    assert re.search(r"dashboard: http://127\.0\.0\.1:\d+/login\?token=\S{20,}", run.stdout)
     assert re.search(r"streamed \d+ events and \d+ ticks", run.stdout)
     summary = (tmp_path / "season" / "summary.txt").read_text(encoding="utf-8")
     assert _summary_by_kind(summary) == _truth_by_kind(tmp_path / "season")

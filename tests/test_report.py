@@ -59,8 +59,8 @@ def _direct(alerts: list[dict[str, Any]], coverage: list[dict[str, Any]]) -> dic
             if alert["status"] == "OPEN":
                 first_open.setdefault(alert["alert_id"], alert)
     for alert_id, alert in first_open.items():
-        county = figures.setdefault(alert["details"]["county"], Counter())
         if alert["kind"] == "DUPLICATE_ENROLLMENT":
+            county = figures.setdefault(alert["details"]["county"], Counter())
             county["duplicates_found"] += 1
             county["duplicates_cleaned"] += status[alert_id] == "RESOLVED"
     for alert in {a["alert_id"]: a for a in alerts}.values():

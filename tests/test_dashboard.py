@@ -1,0 +1,150 @@
+"""The dashboard in headless Chromium during a streamed season: the numbers shown change as events
+arrive and end equal to PostgreSQL's (filled by the sink from the same topics); without the token
+the page refuses. A screenshot is saved next to the test's files."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+
+from connectors.postgres_sink import PostgresSink
+from enrollbridge.broker import free_port
+from enrollbridge.live_demo import start_process, stop_processes
+from tests.conftest import PG_DSN
+from tests.live import Season, Workers, live_settings, stream
+
+pytestmark = pytest.mark.kafka
+TOKEN = "test-dashboard-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def chromium() -> str:
+    found = shutil.which("chromium") or shutil.which("chromium-browser")
+    if found is None:
+        if os.environ.get("ENROLLBRIDGE_REQUIRE_BROWSER"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium package)")
+        pytest.skip("chromium is not installed; .ci/run installs it")
+    return found
+
+
+@dataclass(frozen=True)
+class Shown:
+    records: int
+    on_roster: int
+    covered: int
+    counties: dict[str, tuple[int, int]]
+    open_kinds: dict[str, int]
+    page: str
+
+
+def render(chromium: str, url: str, screenshot: Path | None = None) -> str:
+    command = [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+               "--virtual-time-budget=4000", "--window-size=1400,1700"]  # fmt: skip
+    if screenshot is not None:
+        command.append(f"--screenshot={screenshot}")
+    else:
+        command.append("--dump-dom")
+    done = subprocess.run([*command, url], capture_output=True, text=True, timeout=90, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout
+
+
+def read(chromium: str, login: str) -> Shown:
+    page = render(chromium, login)
+
+    def number(element: str) -> int:
+        found = re.search(rf'id="{element}"[^>]*>(\d+)<', page)
+        assert found, f"no {element} on the page"
+        return int(found.group(1))
+
+    counties = {
+        m.group(1): (int(m.group(2)), int(m.group(3)))
+        for m in re.finditer(r'<tr id="county-(\d+)"><td>\d+</td><td>(\d+)</td><td>(\d+)</td>', page)
+    }
+    kinds = {
+        m.group(1): int(m.group(2))
+        for m in re.finditer(r'<tr id="open-([A-Z_]+)"><td>[A-Z_]+</td><td>(\d+)</td>', page)
+    }
+    return Shown(number("records"), number("on-roster"), number("covered"), counties, kinds, page)
+
+
+def test_the_dashboard_follows_a_season_and_agrees_with_postgresql(
+    tmp_path: Path, kafka_bootstrap: str, pg_schema: str, chromium: str
+) -> None:
+    season = Season(tmp_path / "season", 1_500, seed=61)
+    settings = live_settings(
+        kafka_bootstrap, tmp_path, dashboard_port=free_port(), dashboard_token=SecretStr(TOKEN),
+        pg_dsn=SecretStr(PG_DSN), pg_schema=pg_schema,
+    )  # fmt: skip
+    workers = Workers(settings, tmp_path)
+    workers.start()
+    sink = start_process("sink", settings, tmp_path / "sink.log")
+    dashboard = start_process("dashboard", settings, tmp_path / "dashboard.log")
+    base = f"http://127.0.0.1:{settings.dashboard_port}"
+    login = f"{base}/login?token={TOKEN}"
+    try:
+        _wait_for(f"{base}/health")
+        streaming = threading.Thread(target=stream, args=(settings, season))
+        streaming.start()
+        seen = []
+        while streaming.is_alive():
+            seen.append(read(chromium, login))
+        streaming.join()
+        # The numbers moved while the season streamed.
+        assert len({(s.records, s.on_roster, s.covered) for s in seen}) >= 2, [s.records for s in seen]
+        expected = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            shown = read(chromium, login)
+            expected = _postgres(pg_schema)
+            if (shown.on_roster, shown.covered, shown.counties, shown.open_kinds) == expected:
+                break
+            time.sleep(1)
+        assert (shown.on_roster, shown.covered, shown.counties, shown.open_kinds) == expected
+        assert shown.on_roster > 1000 and sum(shown.open_kinds.values()) > 0
+        render(chromium, login, screenshot=tmp_path / "dashboard.png")
+        assert (tmp_path / "dashboard.png").stat().st_size > 10_000
+        # Without the token, nothing.
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(f"{base}/api/figures", timeout=5)
+        assert refused.value.code == 401
+        page = render(chromium, f"{base}/")
+        assert "Login required" in page and 'id="on-roster"' not in page
+        assert "Login required" in render(chromium, f"{base}/login?token=wrong-{TOKEN}")
+    finally:
+        stop_processes(sink, dashboard)
+        workers.stop_all()
+
+
+def _wait_for(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return
+        except OSError:
+            assert time.monotonic() < deadline, f"{url} never answered"
+            time.sleep(0.5)
+
+
+def _postgres(schema: str) -> tuple[int, int, dict[str, tuple[int, int]], dict[str, int]]:
+    with PostgresSink(PG_DSN, schema) as sink:
+        sink.migrate()
+        whole = sink.figures(2024, "450200", ())
+        counties = {row["county"]: (row["on_roster"], row["covered"]) for row in sink.figures(2024, "450200")}
+    total: dict[str, Any] = whole[0] if whole else {"on_roster": 0, "covered": 0, "open_alerts": {}}
+    kinds = ["UNENROLLED", "UNPAID", "DUPLICATE_ENROLLMENT", "HARDSHIP_WRONG_PLACE", "OVERPAID", "PAID_UNREGISTERED",
+             "WAITING_PERIOD"]  # fmt: skip
+    return total["on_roster"], total["covered"], counties, {k: total["open_alerts"].get(k, 0) for k in kinds}
