@@ -24,12 +24,11 @@ from schemas.models import AlertRecord, CoverageRecord
 from schemas.times import format_date, format_instant, start_of_local_day
 from streams.figures import Figures, fold
 from streams.policy import Policy
+from streams.rules import KIND_ORDER
 from streams.topics import Topics
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 COOKIE = "enrollbridge_dashboard"
-KINDS = ("UNENROLLED", "UNPAID", "DUPLICATE_ENROLLMENT", "HARDSHIP_WRONG_PLACE", "OVERPAID", "PAID_UNREGISTERED",
-         "WAITING_PERIOD")  # fmt: skip
 
 
 class LiveFigures:
@@ -90,7 +89,7 @@ class LiveFigures:
             "by_county": _groups(self.now, "county"),
             "by_school_type": _groups(self.now, "school_type"),
             "course": self.course(),
-            "open_by_kind": {kind: open_kinds[kind] for kind in KINDS},
+            "open_by_kind": {kind: open_kinds[kind] for kind in KIND_ORDER},
             "recent": [
                 {
                     "as_of": format_instant(a.as_of),

@@ -22,6 +22,7 @@ from pydantic import SecretStr
 from connectors.postgres_sink import PostgresSink
 from enrollbridge.broker import free_port
 from enrollbridge.live_demo import start_process, stop_processes
+from streams.rules import KIND_ORDER
 from tests.conftest import PG_DSN
 from tests.live import Season, Workers, live_settings, stream
 
@@ -145,6 +146,4 @@ def _postgres(schema: str) -> tuple[int, int, dict[str, tuple[int, int]], dict[s
         whole = sink.figures(2024, "450200", ())
         counties = {row["county"]: (row["on_roster"], row["covered"]) for row in sink.figures(2024, "450200")}
     total: dict[str, Any] = whole[0] if whole else {"on_roster": 0, "covered": 0, "open_alerts": {}}
-    kinds = ["UNENROLLED", "UNPAID", "DUPLICATE_ENROLLMENT", "HARDSHIP_WRONG_PLACE", "OVERPAID", "PAID_UNREGISTERED",
-             "WAITING_PERIOD"]  # fmt: skip
-    return total["on_roster"], total["covered"], counties, {k: total["open_alerts"].get(k, 0) for k in kinds}
+    return total["on_roster"], total["covered"], counties, {k: total["open_alerts"].get(k, 0) for k in KIND_ORDER}
