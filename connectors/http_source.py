@@ -28,7 +28,7 @@ from connectors.identity import Secret
 from connectors.ingest import convert_row, record_type
 from connectors.readers import Row, map_record
 from enrollbridge.errors import InputError
-from enrollbridge.kafka import aiokafka_options
+from enrollbridge.kafka import aiokafka_options, start_client
 from enrollbridge.settings import Settings
 from schemas.codec import encode_message
 from schemas.models import FieldError
@@ -144,7 +144,7 @@ class HttpSource:
 
     async def _start(self, _app: web.Application) -> None:
         self.producer = AIOKafkaProducer(**aiokafka_options(self.settings), acks="all", linger_ms=5)
-        await self.producer.start()
+        await start_client(self.producer, self.settings)
 
     async def _stop(self, _app: web.Application) -> None:
         if self.producer is not None:

@@ -292,7 +292,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None) -> Non
     Offsets are committed after the database commit: at-least-once, made harmless by the positions."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-    from enrollbridge.kafka import aiokafka_options
+    from enrollbridge.kafka import aiokafka_options, start_client
 
     if settings.pg_dsn is None:
         raise InputError("no PostgreSQL configured: set ENROLLBRIDGE_PG_DSN (e.g. postgresql://user@host/db)")
@@ -307,8 +307,8 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None) -> Non
         enable_auto_commit=False, auto_offset_reset="earliest", fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )  # fmt: skip
     producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all")
-    await consumer.start()
-    await producer.start()
+    await start_client(consumer, settings)
+    await start_client(producer, settings)
     try:
         while stop is None or not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)

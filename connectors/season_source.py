@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
-from enrollbridge.kafka import aiokafka_options
+from enrollbridge.kafka import aiokafka_options, start_client
 from enrollbridge.settings import Settings
 from schemas.codec import encode_message
 from schemas.models import ClockTick, LogEvent
@@ -54,7 +54,7 @@ async def publish_season(
     topics = Topics(settings.topic_prefix)
     producer = AIOKafkaProducer(**aiokafka_options(settings), acks="all", linger_ms=10, max_batch_size=512 * 1024)
     log = TopicTail(settings, topics.events, settings.partitions)
-    await producer.start()
+    await start_client(producer, settings)
     await log.start()
     published = Published()
     started = time.monotonic()

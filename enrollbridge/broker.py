@@ -51,8 +51,9 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
 class EmbeddedBroker:
     """A Tansu broker on 127.0.0.1; use as a context manager or call start()/stop()."""
 
-    def __init__(self, port: int | None = None, log_file: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, log_file: Path | None = None, authentication: bool = False) -> None:
         self.port = port or free_port()
+        self.authentication = authentication  # require SASL from clients (Tansu's --authentication)
         self.log_file = log_file or Path(tempfile.gettempdir()) / f"enrollbridge-tansu-{self.port}.log"
         self._process: subprocess.Popen[bytes] | None = None
 
@@ -65,7 +66,7 @@ class EmbeddedBroker:
         with self.log_file.open("wb") as log:
             self._process = subprocess.Popen(
                 [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
-                 "--storage-engine", "memory://tansu/"],
+                 "--storage-engine", "memory://tansu/", *(["--authentication"] if self.authentication else [])],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
         try:

@@ -118,14 +118,14 @@ async def follow_topics(settings: Settings, figures: LiveFigures, stop: asyncio.
     """Feed the figures from the alerts and coverage topics, from their beginning, until ``stop``."""
     from aiokafka import AIOKafkaConsumer
 
-    from enrollbridge.kafka import aiokafka_options
+    from enrollbridge.kafka import aiokafka_options, start_client
 
     topics = Topics(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
         topics.alerts, topics.coverage, **aiokafka_options(settings), enable_auto_commit=False,
         auto_offset_reset="earliest", fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )  # fmt: skip
-    await consumer.start()
+    await start_client(consumer, settings)
     try:
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=10_000)

@@ -3,9 +3,12 @@ aiokafka (producers, consumers, admin), kafka-python (the synchronous ingest) an
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import ssl
 from typing import Any
 
+from enrollbridge.errors import InputError
 from enrollbridge.settings import Settings
 
 
@@ -62,3 +65,37 @@ def faust_credentials(settings: Settings) -> Any:
     if context is not None:
         return faust.SSLCredentials(context)
     return None
+
+
+def connection_problem(settings: Settings, error: BaseException) -> InputError:
+    """One clear line for a Kafka client that could not start (never the password)."""
+    where = f"Kafka at {settings.bootstrap_servers}"
+    name = type(error).__name__
+    if isinstance(error, ssl.SSLError):
+        return InputError(f"TLS with {where} failed: {error.reason or name} (check ENROLLBRIDGE_SSL_CAFILE)")
+    if settings.security_protocol.startswith("SASL") and (
+        isinstance(error, KeyError | ValueError) or "Sasl" in name or "Authentication" in name or "closed" in str(error)
+    ):
+        # A failed SCRAM exchange surfaces in aiokafka as anything from a KeyError to a closed connection.
+        return InputError(
+            f"{where} did not accept user {settings.sasl_username!r} with {settings.sasl_mechanism} "
+            "(wrong user or password, or a mechanism the broker does not offer)"
+        )
+    if isinstance(error, TimeoutError):
+        return InputError(f"{where} did not answer in time")
+    hint = ""
+    if settings.security_protocol == "PLAINTEXT":
+        hint = " (is it running? if it requires TLS or authentication, set ENROLLBRIDGE_SECURITY_PROTOCOL)"
+    return InputError(f"cannot reach {where}: {name}{hint}")
+
+
+async def start_client(client: Any, settings: Settings, timeout: float = 30.0) -> None:
+    """Start an aiokafka producer, consumer or admin client, or fail fast with a clear InputError."""
+    try:
+        await asyncio.wait_for(client.start(), timeout)
+    except Exception as error:  # aiokafka raises many unrelated types for one failed connection
+        closer = getattr(client, "stop", None) or getattr(client, "close", None)
+        if closer is not None:
+            with contextlib.suppress(Exception):
+                await closer()
+        raise connection_problem(settings, error) from None

@@ -114,10 +114,10 @@ async def _stream_and_watch(settings: Settings, merged: MergedLog, ticks: list[i
     async def watch_alerts() -> None:
         from aiokafka import AIOKafkaConsumer
 
-        from enrollbridge.kafka import aiokafka_options
+        from enrollbridge.kafka import aiokafka_options, start_client
 
         consumer = AIOKafkaConsumer(topics.alerts, **aiokafka_options(settings), auto_offset_reset="earliest")
-        await consumer.start()
+        await start_client(consumer, settings)
         try:
             while not done.is_set():
                 batches = await consumer.getmany(timeout_ms=200)

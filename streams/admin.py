@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 
-from enrollbridge.errors import InputError
-from enrollbridge.kafka import aiokafka_options
+from enrollbridge.kafka import aiokafka_options, start_client
 from enrollbridge.settings import Settings
 from streams.topics import Topics
 
@@ -18,10 +16,7 @@ async def ensure_topics(settings: Settings, topics: Topics | None = None, timeou
     """Create every missing topic; existing ones are left as they are."""
     topics = topics or Topics(settings.topic_prefix)
     admin = AIOKafkaAdminClient(**aiokafka_options(settings), request_timeout_ms=int(timeout * 1000))
-    try:
-        await asyncio.wait_for(admin.start(), timeout)
-    except (TimeoutError, KafkaConnectionError, KafkaError) as error:
-        raise InputError(f"cannot reach Kafka at {settings.bootstrap_servers}: {type(error).__name__}") from None
+    await start_client(admin, settings, timeout)
     try:
         existing = set(await admin.list_topics())
         wanted = [

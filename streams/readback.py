@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from enrollbridge.errors import InputError
-from enrollbridge.kafka import aiokafka_options
+from enrollbridge.kafka import aiokafka_options, start_client
 from enrollbridge.settings import Settings
 from schemas.codec import peek_event_id
 
@@ -30,13 +30,14 @@ class TopicTail:
         self.consumer = AIOKafkaConsumer(
             **aiokafka_options(settings), enable_auto_commit=False, fetch_max_wait_ms=settings.fetch_max_wait_ms
         )
+        self.settings = settings
         self.partitions = [TopicPartition(topic, p) for p in range(partitions)]
         self.start_offsets = start or {}
         self.ends = {p: self.start_offsets.get(p, 0) for p in range(partitions)}
 
     async def start(self) -> None:
         """Position at each partition's beginning, or at its ``start`` offset where one was given."""
-        await self.consumer.start()
+        await start_client(self.consumer, self.settings)
         self.consumer.assign(self.partitions)
         await self.consumer.seek_to_beginning(*self.partitions)
         for tp in self.partitions:
@@ -99,7 +100,7 @@ async def read_topic(settings: Settings, topic: str) -> AsyncIterator[Any]:
 
 async def partition_count(settings: Settings, topic: str) -> int:
     consumer = AIOKafkaConsumer(**aiokafka_options(settings))
-    await consumer.start()
+    await start_client(consumer, settings)
     try:
         await consumer.topics()  # refreshes metadata
         return len(consumer.partitions_for_topic(topic) or ())
@@ -112,7 +113,7 @@ async def wait_until_processed(
 ) -> None:
     """Wait until consumer group ``group`` has committed ``ends[p]`` on every partition of ``topic``."""
     admin = AIOKafkaAdminClient(**aiokafka_options(settings))
-    await admin.start()
+    await start_client(admin, settings)
     try:
         partitions = [TopicPartition(topic, p) for p in ends]
         deadline = time.monotonic() + timeout
