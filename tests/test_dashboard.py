@@ -4,6 +4,8 @@ the page refuses. A screenshot is saved next to the test's files."""
 
 from __future__ import annotations
 
+import asyncio
+import csv
 import os
 import re
 import shutil
@@ -16,14 +18,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
 from pydantic import SecretStr
 
 from connectors.postgres_sink import PostgresSink
 from enrollbridge.broker import free_port
+from enrollbridge.kafka import aiokafka_options
 from enrollbridge.live_demo import start_process, stop_processes
+from enrollbridge.settings import Settings
+from streams.readback import read_topic
 from streams.rules import KIND_ORDER
-from tests.conftest import PG_DSN
+from tests.conftest import PG_DSN, TEST_SECRET
 from tests.live import Season, Workers, live_settings, stream
 
 pytestmark = pytest.mark.kafka
@@ -127,6 +133,51 @@ def test_the_dashboard_follows_a_season_and_agrees_with_postgresql(
     finally:
         stop_processes(sink, dashboard)
         workers.stop_all()
+    _no_personal_data_or_secrets_anywhere(settings, season, tmp_path, pg_schema)
+
+
+def _no_personal_data_or_secrets_anywhere(settings: Settings, season: Season, folder: Path, schema: str) -> None:
+    """Every topic of the run (Faust's internal ones included), every log and output file, and every
+    PostgreSQL table hold no raw identity number, no name and no secret."""
+    people: list[dict[str, str]] = []
+    for source in ("education", "tax"):  # the exports that carry names
+        with (season.folder / f"{source}.csv").open(encoding="utf-8-sig", newline="") as rows:
+            people += list(csv.DictReader(rows))
+    identities = {row["身份证号"] for row in people if len(row["身份证号"]) >= 15}
+    names = {row["姓名"] for row in people if len(row["姓名"]) >= 2}
+    secrets = {TEST_SECRET, TOKEN, PG_DSN.split("@")[0]}
+    assert len(identities) > 1000 and len(names) > 100
+
+    def clean(where: str, data: bytes) -> None:
+        text = data.decode("utf-8", errors="replace")
+        for value in identities | names | secrets:
+            assert value not in text, f"{where} holds personal data or a secret"
+
+    async def topics() -> dict[str, bytes]:
+        from aiokafka.admin import AIOKafkaAdminClient
+
+        admin = AIOKafkaAdminClient(**aiokafka_options(settings))
+        await admin.start()
+        try:
+            names = [t for t in await admin.list_topics() if t.startswith((settings.topic_prefix, settings.app_id))]
+        finally:
+            await admin.close()
+        found = {}
+        for name in names:
+            found[name] = b"".join([(r.key or b"") + (r.value or b"") async for r in read_topic(settings, name)])
+        return found
+
+    scanned = asyncio.run(topics())
+    assert any(name.endswith("-changelog") for name in scanned) and len(scanned) >= 8, sorted(scanned)
+    for name, data in scanned.items():
+        clean(f"topic {name}", data)
+    for path in folder.rglob("*"):
+        if path.is_file() and season.folder not in path.parents:  # the agency files are the input
+            clean(str(path), path.read_bytes())
+    with psycopg.connect(PG_DSN) as connection:
+        connection.execute(f"SET search_path TO {schema}")
+        for table in ("alert_current", "alert_transition", "coverage_current", "coverage_transition"):
+            clean(f"table {table}", str(connection.execute(f"SELECT * FROM {table}").fetchall()).encode())
 
 
 def _wait_for(url: str) -> None:
