@@ -533,5 +533,21 @@ def verify(archive: Path, expected_head: str | None, policy_file: Path | None) -
     sys.exit(verdict.exit_code)
 
 
+@cli.command()
+@click.option("--students", default=100_000, show_default=True, help="Season size for replay and ingest.")
+@click.option("--live-students", default=10_000, show_default=True, help="Season size for the live runs.")
+@click.option("--runs", default=3, show_default=True, type=click.IntRange(1, 20), help="Runs per figure.")
+@click.option("--quix/--no-quix", default=True, help="Include the Quix Streams baseline (bench extra).")
+@click.option("--out", default=Path("BENCHMARKS.md"), show_default=True, type=click.Path(path_type=Path))
+@click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="Keep the generated data here.")
+def bench(**flags: Any) -> None:
+    """Benchmarks against their baselines in one run: a table on the terminal and in BENCHMARKS.md."""
+    try:
+        from benchmarks.run import run_bench
+    except ImportError as error:
+        raise InputError(f"the benchmark needs its extra: pip install -e '.[bench]' ({error.name} missing)") from None
+    click.echo(run_bench(**flags))
+
+
 def main() -> None:
     cli(prog_name="enrollbridge")

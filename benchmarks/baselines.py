@@ -1,0 +1,66 @@
+"""The baselines of the live measurement, each a process reading the unified log of a benchmark run:
+
+    python -m benchmarks.baselines faust BOOTSTRAP TOPIC GROUP PARTITIONS STORE_DIR
+    python -m benchmarks.baselines quix  BOOTSTRAP TOPIC GROUP PARTITIONS STORE_DIR
+
+(a) a minimal faust-streaming agent that updates one table entry per event; (b) a minimal Quix
+Streams stateful counter. Both commit their offsets, which is how the benchmark sees their progress.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+
+def faust_baseline(bootstrap: str, topic: str, group: str, partitions: int, store: str) -> None:
+    import faust
+
+    app = faust.App(
+        group, broker=f"kafka://{bootstrap}", store="memory://", topic_partitions=partitions,
+        datadir=store, web_enabled=False, producer_max_request_size=4 * 1024 * 1024,
+        consumer_auto_offset_reset="earliest", recovery_consistency_check=False,
+    )  # fmt: skip
+    counts = app.Table("counts", default=int, partitions=partitions, key_type=bytes, value_type=int)
+    source = app.topic(topic, key_type=bytes, value_type=bytes, partitions=partitions)
+
+    @app.agent(source)  # type: ignore[untyped-decorator]
+    async def count(stream: faust.StreamT[bytes]) -> None:
+        async for event in stream.events():
+            counts[event.key or b""] += 1
+
+    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
+    app.main()
+
+
+def quix_baseline(bootstrap: str, topic: str, group: str, partitions: int, store: str) -> None:
+    from quixstreams import Application, State
+    from quixstreams.models.topics.manager import TopicManager
+
+    # Tansu's DescribeConfigs leaves out retention.ms, from which Quix derives its changelog's; default it.
+    derive = TopicManager.derive_topic_config
+
+    def with_retention(topics: Any) -> Any:
+        for topic in topics:
+            if topic.broker_config is not None:
+                topic.broker_config.extra_config.setdefault("retention.ms", str(7 * 24 * 3600 * 1000))
+        return derive(topics)
+
+    TopicManager.derive_topic_config = staticmethod(with_retention)  # type: ignore[method-assign]
+
+    app = Application(
+        broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest", state_dir=store,
+        loglevel="WARNING", commit_interval=1.0,
+    )  # fmt: skip
+    source = app.topic(topic, value_deserializer="bytes", key_deserializer="bytes")
+
+    def count(_value: bytes, state: State) -> None:  # type: ignore[type-arg]
+        state.set("count", state.get("count", 0) + 1)
+
+    app.dataframe(source).update(count, stateful=True)
+    app.run()
+
+
+if __name__ == "__main__":
+    kind, bootstrap, topic, group, partitions, store = sys.argv[1:7]
+    {"faust": faust_baseline, "quix": quix_baseline}[kind](bootstrap, topic, group, int(partitions), store)
