@@ -35,11 +35,13 @@ _NAMES = itertools.count()
 
 
 def live_settings(bootstrap: str, folder: Path, **changes: Any) -> Settings:
-    """Settings for one test: its own topics, consumer group and store, quick to react."""
+    """Settings for one test: its own topics, consumer group and store, quick to react. The session
+    timeout stays at the production default: on a starved 2-core machine a shorter one let the broker
+    evict a live worker, whose commits were then refused."""
     name = f"t{os.getpid()}x{next(_NAMES)}"
     base = Settings(
         bootstrap_servers=bootstrap, topic_prefix=name, app_id=name, store_dir=folder / "worker-data", clock="off",
-        partitions=4, session_timeout=6.0, batch_seconds=0.02, fetch_max_wait_ms=20, web_port=free_port(),
+        partitions=4, session_timeout=10.0, batch_seconds=0.02, fetch_max_wait_ms=20, web_port=free_port(),
         # Faust's check mistakes Tansu's short end offsets for a corrupt store; the tests may run on Tansu.
         recovery_consistency_check=False, log_level="info",
     )  # fmt: skip
