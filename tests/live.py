@@ -36,8 +36,8 @@ _NAMES = itertools.count()
 
 def live_settings(bootstrap: str, folder: Path, **changes: Any) -> Settings:
     """Settings for one test: its own topics, consumer group and store, quick to react. The session
-    timeout stays at the production default: on a starved 2-core machine a shorter one let the broker
-    evict a live worker, whose commits were then refused."""
+    timeout stays at the production default: on a starved 2-core machine a shorter one
+    could let the broker evict a live worker, which then made no progress."""
     name = f"t{os.getpid()}x{next(_NAMES)}"
     base = Settings(
         bootstrap_servers=bootstrap, topic_prefix=name, app_id=name, store_dir=folder / "worker-data", clock="off",
