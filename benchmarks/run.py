@@ -19,7 +19,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
@@ -33,7 +32,7 @@ from pydantic import SecretStr
 
 from connectors.identity import Secret, person_key
 from connectors.ingest import ingest_files
-from enrollbridge.broker import EmbeddedBroker, free_port
+from enrollbridge.broker import EmbeddedBroker, free_port, wait_for_http
 from enrollbridge.demo import prepare_season
 from enrollbridge.kafka import aiokafka_options, start_client
 from enrollbridge.live_demo import start_process, stop_processes
@@ -329,7 +328,7 @@ def bench_latency(broker: str, work: Path, rate: int, seconds: int) -> Row:
         start_process("http-source", settings, work / f"{name}-http.log", env),
     ]
     try:
-        _wait_http(f"http://127.0.0.1:{settings.http_port}/health")
+        wait_for_http(f"http://127.0.0.1:{settings.http_port}/health", timeout=60)
         time.sleep(8)  # let the worker join its group
         latencies = asyncio.run(_post_and_watch(settings, token, rate, seconds))
     finally:
@@ -344,18 +343,6 @@ def bench_latency(broker: str, work: Path, rate: int, seconds: int) -> Row:
         note=f"p99 {p99:,.0f} ms at {rate}/s, "
         f"{len(latencies)} records; target p99 < 1000 ms: {'met' if p99 < 1000 else 'missed'}",
     )
-
-
-def _wait_http(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise click.ClickException(f"{url} did not come up") from None
-            time.sleep(0.2)
 
 
 async def _post_and_watch(settings: Settings, token: str, rate: int, seconds: int) -> list[float]:

@@ -13,6 +13,8 @@ import socket
 import subprocess
 import tempfile
 import time
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
@@ -46,6 +48,20 @@ def wait_for_port(host: str, port: int, timeout: float) -> None:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.05)
+
+
+def wait_for_http(url: str, timeout: float, still_alive: Callable[[], bool] = lambda: True) -> bytes:
+    """The body of ``url`` once it answers; InputError after ``timeout`` s or when ``still_alive`` says no."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                body: bytes = response.read()
+                return body
+        except OSError:
+            if time.monotonic() > deadline or not still_alive():
+                raise InputError(f"{url} did not answer") from None
+            time.sleep(0.2)
 
 
 class EmbeddedBroker:

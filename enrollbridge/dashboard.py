@@ -80,6 +80,7 @@ class LiveFigures:
             "coverage_year": self.policy.coverage_year,
             "as_of": format_instant(self.latest) if self.latest else None,
             "records": len(self.coverage) + len(self.alerts),
+            "undecodable": self.undecodable,  # counted, not shown as figures: the worker dead-letters them
             "total": {
                 "on_roster": total.on_roster,
                 "registered": total.registered,

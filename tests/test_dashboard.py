@@ -23,7 +23,7 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.postgres_sink import PostgresSink
-from enrollbridge.broker import free_port
+from enrollbridge.broker import free_port, wait_for_http
 from enrollbridge.kafka import aiokafka_options
 from enrollbridge.live_demo import start_process, stop_processes
 from enrollbridge.settings import Settings
@@ -102,7 +102,7 @@ def test_the_dashboard_follows_a_season_and_agrees_with_postgresql(
     base = f"http://127.0.0.1:{settings.dashboard_port}"
     login = f"{base}/login?token={TOKEN}"
     try:
-        _wait_for(f"{base}/health")
+        wait_for_http(f"{base}/health", timeout=60)
         streaming = threading.Thread(target=stream, args=(settings, season))
         streaming.start()
         seen = []
@@ -178,17 +178,6 @@ def _no_personal_data_or_secrets_anywhere(settings: Settings, season: Season, fo
         connection.execute(f"SET search_path TO {schema}")
         for table in ("alert_current", "alert_transition", "coverage_current", "coverage_transition"):
             clean(f"table {table}", str(connection.execute(f"SELECT * FROM {table}").fetchall()).encode())
-
-
-def _wait_for(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=2)
-            return
-        except OSError:
-            assert time.monotonic() < deadline, f"{url} never answered"
-            time.sleep(0.5)
 
 
 def _postgres(schema: str) -> tuple[int, int, dict[str, tuple[int, int]], dict[str, int]]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enrollbridge.broker import free_port
+from enrollbridge.broker import free_port, wait_for_http
 from enrollbridge.errors import InputError
 from schemas import load_schema
 from schemas.codec import LOG_EVENT_NAMES, SINGLE_OBJECT_MARKER, UndecodableMessage, decode_message, fingerprint
@@ -140,14 +139,7 @@ def http_source(tmp_path_factory: pytest.TempPathFactory, kafka_bootstrap: str) 
             stderr=out,
         )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(f"{url}/health", timeout=1)
-            break
-        except OSError:
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+    wait_for_http(f"{url}/health", timeout=30, still_alive=lambda: process.poll() is None)
     yield url, log
     process.terminate()
     process.wait(timeout=20)

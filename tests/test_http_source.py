@@ -6,7 +6,6 @@ import asyncio
 import os
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -16,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 
-from enrollbridge.broker import free_port
+from enrollbridge.broker import free_port, wait_for_http
 from enrollbridge.settings import Settings
 from schemas.codec import decode_message
 from schemas.models import DeadLetter, PaymentChange
@@ -73,14 +72,7 @@ def server(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Server]:
         [sys.executable, "-m", "enrollbridge", "http-source", "--http-port", str(port)], env=env, stdout=log, stderr=log
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "http.log").read_text()
-                time.sleep(0.2)
+        wait_for_http(f"http://127.0.0.1:{port}/health", timeout=30, still_alive=lambda: process.poll() is None)
         yield Server(settings, port)
     finally:
         process.terminate()

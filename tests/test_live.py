@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from enrollbridge.broker import free_port
+from enrollbridge.broker import free_port, wait_for_http
 from enrollbridge.settings import Settings
 from schemas.codec import decode_message, encode_message, new_event, to_json_line
 from schemas.models import AlertRecord, ClockTick
@@ -284,14 +283,7 @@ def test_worker_without_kafka_starts_and_stops_the_embedded_broker(tmp_path: Pat
         match = re.search(r"embedded Kafka-compatible broker \(Tansu, memory only\) at 127\.0\.0\.1:(\d+)", first)
         assert match, first
         broker_port = int(match.group(1))
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                page = urllib.request.urlopen(f"http://127.0.0.1:{port}/status.json", timeout=2).read()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "the worker's status page never came up"
-                time.sleep(0.5)
+        page = wait_for_http(f"http://127.0.0.1:{port}/status.json", timeout=60)
         assert orjson.loads(page)["events"] == 0
     finally:
         worker.send_signal(signal.SIGTERM)
