@@ -98,7 +98,8 @@ def log_container(folder: Path, merged: MergedLog, ticks: list[int], until: int)
 
 def bench_replay(log: Path, count: int, policies: PolicyBook, runs: int) -> Row:
     ours, baseline = [], []
-    for _ in range(runs):
+    for run in range(runs):
+        click.echo(f"    replay, run {run + 1} of {runs}", err=True)
         started = time.perf_counter()
         with log.open("rb") as source:
             read = sum(1 for _ in fastavro.reader(source))
@@ -119,7 +120,8 @@ def bench_replay(log: Path, count: int, policies: PolicyBook, runs: int) -> Row:
 
 def bench_ingest(path: Path, runs: int) -> Row:
     ours, baseline = [], []
-    for _ in range(runs):
+    for run in range(runs):
+        click.echo(f"    ingest, run {run + 1} of {runs}", err=True)
         started = time.perf_counter()
         with path.open(encoding="utf-8-sig", newline="") as source:
             rows = sum(1 for _ in csv.reader(source)) - 1
