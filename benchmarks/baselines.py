@@ -46,7 +46,7 @@ def quix_baseline(bootstrap: str, topic: str, group: str, partitions: int, store
                 topic.broker_config.extra_config.setdefault("retention.ms", str(7 * 24 * 3600 * 1000))
         return derive(topics)
 
-    TopicManager.derive_topic_config = staticmethod(with_retention)  # type: ignore[method-assign]
+    TopicManager.derive_topic_config = staticmethod(with_retention)
 
     app = Application(
         broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest", state_dir=store,
@@ -54,7 +54,7 @@ def quix_baseline(bootstrap: str, topic: str, group: str, partitions: int, store
     )  # fmt: skip
     source = app.topic(topic, value_deserializer="bytes", key_deserializer="bytes")
 
-    def count(_value: bytes, state: State) -> None:  # type: ignore[type-arg]
+    def count(_value: bytes, state: State) -> None:
         state.set("count", state.get("count", 0) + 1)
 
     app.dataframe(source).update(count, stateful=True)
