@@ -13,27 +13,15 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from schemas.models import AlertDetails, AlertRecord, RegistrationRef
+from schemas.models import AlertDetails, AlertKind, AlertRecord, RegistrationRef
 from schemas.times import add_months, local_day
 from streams.policy import PolicyBook
 from streams.state import AlertKey, HardshipStatus, Membership, OpenAlert, Payment, PersonState, Registration
 
-UNENROLLED = "UNENROLLED"
-UNPAID = "UNPAID"
-DUPLICATE_ENROLLMENT = "DUPLICATE_ENROLLMENT"
-HARDSHIP_WRONG_PLACE = "HARDSHIP_WRONG_PLACE"
-OVERPAID = "OVERPAID"
-PAID_UNREGISTERED = "PAID_UNREGISTERED"
-WAITING_PERIOD = "WAITING_PERIOD"
-KIND_ORDER = (
-    UNENROLLED,
-    UNPAID,
-    DUPLICATE_ENROLLMENT,
-    HARDSHIP_WRONG_PLACE,
-    OVERPAID,
-    PAID_UNREGISTERED,
-    WAITING_PERIOD,
-)
+# The alert kinds of SPEC section 6 as the contract's enum lists them, which is also the order in
+# which one event's transitions are emitted.
+KIND_ORDER: tuple[str, ...] = tuple(kind.value for kind in AlertKind)
+UNENROLLED, UNPAID, DUPLICATE_ENROLLMENT, HARDSHIP_WRONG_PLACE, OVERPAID, PAID_UNREGISTERED, WAITING_PERIOD = KIND_ORDER
 _KIND_RANK = {kind: rank for rank, kind in enumerate(KIND_ORDER)}
 SEVERITY = {
     UNENROLLED: "MEDIUM",
