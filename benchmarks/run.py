@@ -44,6 +44,7 @@ from schemas.times import MS_PER_DAY, parse_instant, start_of_local_day
 from streams.admin import ensure_topics
 from streams.clock import tick_message
 from streams.policy import PolicyBook, load_policies
+from streams.readback import committed_offsets
 from streams.replay import MergedLog, replay
 from streams.topics import Topics
 
@@ -172,21 +173,6 @@ async def _produce_log(
     return counts
 
 
-async def _committed(settings: Settings, group: str, topic: str, partitions: int) -> int:
-    from aiokafka import TopicPartition
-    from aiokafka.admin import AIOKafkaAdminClient
-
-    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
-    await start_client(admin, settings)
-    try:
-        offsets = await admin.list_consumer_group_offsets(
-            group, partitions=[TopicPartition(topic, p) for p in range(partitions)]
-        )
-        return sum(max(0, meta.offset) for meta in offsets.values())
-    finally:
-        await admin.close()
-
-
 def _throughput(
     settings: Settings, group: str, topic: str, total: int, processes: list[subprocess.Popen[bytes]], timeout: float
 ) -> tuple[float, int]:
@@ -199,7 +185,7 @@ def _throughput(
         while last[1] < total and time.monotonic() < deadline:
             if any(p.poll() is not None for p in processes):
                 raise click.ClickException(f"{group}: a process ended early (see its log)")
-            done = asyncio.run(_committed(settings, group, topic, settings.partitions))
+            done = sum(asyncio.run(committed_offsets(settings, group, topic, range(settings.partitions))).values())
             now = time.monotonic()
             if done > last[1]:
                 bar.update(done - last[1])

@@ -20,7 +20,7 @@ from openpyxl.styles import Font
 
 from schemas.models import AlertRecord, CoverageRecord
 from schemas.times import format_date, format_instant, start_of_local_day
-from streams.figures import Figures, fold
+from streams.figures import CoverageCounts, Figures, fold
 from streams.policy import Policy
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -77,11 +77,15 @@ def build_report(
     until, previous_day, previous_until = report_times(policy, as_of_date)
     now = fold(policy.pool, policy.coverage_year, coverage, alerts, until)
     before = fold(policy.pool, policy.coverage_year, coverage, alerts, previous_until) if previous_until else None
-    counties = sorted(set(now.by("county")) | {a.details.county for a in now.alerts.values()})
+    now_counties, before_counties = now.by("county"), before.by("county") if before else None
+    counties = sorted(set(now_counties) | {a.details.county for a in now.alerts.values()})
     # Counties with nothing to report (e.g. only payment alerts, counted elsewhere) are left out.
     rows = tuple(
         row
-        for row in (_row(now, before, county) for county in counties)
+        for row in (
+            _row(now, now_counties.get(c), before_counties.get(c) if before_counties else None, c, before is not None)
+            for c in counties
+        )
         if row.on_roster or row.duplicates_found or row.wrong_place
     )
     return Report(
@@ -91,13 +95,14 @@ def build_report(
         as_of_date,
         previous_day,
         rows,
-        _row(now, before, None),
+        _row(now, now.total(), before.total() if before else None, None, before is not None),
     )
 
 
-def _row(now: Figures, before: Figures | None, county: str | None) -> ReportRow:
-    counts = now.total() if county is None else now.by("county").get(county)
-    earlier = None if before is None else before.total() if county is None else before.by("county").get(county)
+def _row(
+    now: Figures, counts: CoverageCounts | None, earlier: CoverageCounts | None, county: str | None, previous: bool
+) -> ReportRow:
+    """One county's row (the pool's with ``county`` None); ``previous``: there is a previous checkpoint."""
     on_roster, registered, covered = (counts.on_roster, counts.registered, counts.covered) if counts else (0, 0, 0)
     rate = covered / on_roster if on_roster else None
     earlier_rate = earlier.rate if earlier else None
@@ -108,7 +113,7 @@ def _row(now: Figures, before: Figures | None, county: str | None) -> ReportRow:
         covered=covered,
         rate=rate,
         rate_change=None if rate is None or earlier_rate is None else (rate - earlier_rate) * 100,
-        covered_change=None if before is None else covered - (earlier.covered if earlier else 0),
+        covered_change=None if not previous else covered - (earlier.covered if earlier else 0),
         duplicates_found=now.found("DUPLICATE_ENROLLMENT", county),
         duplicates_cleaned=now.cleaned("DUPLICATE_ENROLLMENT", county),
         wrong_place=now.open_by_kind(county)["HARDSHIP_WRONG_PLACE"],

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -108,6 +108,22 @@ async def partition_count(settings: Settings, topic: str) -> int:
         await consumer.stop()
 
 
+async def committed_offsets(settings: Settings, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    """The offsets consumer group ``group`` has committed on ``topic`` (0 where it has none)."""
+    admin = AIOKafkaAdminClient(**aiokafka_options(settings))
+    await start_client(admin, settings)
+    try:
+        return await _committed(admin, group, topic, partitions)
+    finally:
+        await admin.close()
+
+
+async def _committed(admin: AIOKafkaAdminClient, group: str, topic: str, partitions: Iterable[int]) -> dict[int, int]:
+    wanted = [TopicPartition(topic, p) for p in partitions]
+    found = await admin.list_consumer_group_offsets(group, partitions=wanted)
+    return {tp.partition: max(0, found[tp].offset) if tp in found else 0 for tp in wanted}
+
+
 async def wait_until_processed(
     settings: Settings, group: str, ends: dict[int, int], topic: str, timeout: float = 180.0
 ) -> None:
@@ -115,14 +131,10 @@ async def wait_until_processed(
     admin = AIOKafkaAdminClient(**aiokafka_options(settings))
     await start_client(admin, settings)
     try:
-        partitions = [TopicPartition(topic, p) for p in ends]
         deadline = time.monotonic() + timeout
         while True:
-            committed = await admin.list_consumer_group_offsets(group, partitions=partitions)
-            behind = sum(
-                max(0, end - max(0, committed[tp].offset if tp in committed else 0))
-                for tp, end in zip(partitions, ends.values(), strict=True)
-            )
+            committed = await _committed(admin, group, topic, ends)
+            behind = sum(max(0, end - committed[p]) for p, end in ends.items())
             if behind == 0:
                 return
             if time.monotonic() > deadline:
