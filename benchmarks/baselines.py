@@ -9,12 +9,15 @@ Streams stateful counter. Both commit their offsets, which is how the benchmark 
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from typing import Any
 
 
 def faust_baseline(bootstrap: str, topic: str, group: str, partitions: int, store: str) -> None:
     import faust
+
+    from enrollbridge.worker import run_faust_app
 
     app = faust.App(
         group, broker=f"kafka://{bootstrap}", store="memory://", topic_partitions=partitions,
@@ -29,8 +32,10 @@ def faust_baseline(bootstrap: str, topic: str, group: str, partitions: int, stor
         async for event in stream.events():
             counts[event.key or b""] += 1
 
-    sys.argv = [sys.argv[0], "worker", "--loglevel", "warn"]
-    app.main()
+    # Run the way the enrollbridge worker runs, so the two differ only in what their agents do.
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    run_faust_app(app, "warning", loop)
 
 
 def quix_baseline(bootstrap: str, topic: str, group: str, partitions: int, store: str) -> None:

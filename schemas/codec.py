@@ -120,6 +120,20 @@ def container_metadata(source: IO[bytes]) -> dict[str, str]:
     return found
 
 
+def container_holds(source: IO[bytes], record_name: str) -> bool:
+    """Whether an Avro container of the unified log holds a record named ``record_name`` (e.g. a
+    ClockTick); reads raw datums only, up to the first such record. The reader is left at the start."""
+    start = source.tell()
+    wanted = f"{NAMESPACE}.{record_name}"
+    try:
+        for datum in fastavro.reader(source, return_record_name=True):
+            if isinstance(datum, tuple) and datum[0] == wanted:
+                return True
+        return False
+    finally:
+        source.seek(start)
+
+
 def read_event_container(source: IO[bytes]) -> Iterator[Event]:
     """Events from an Avro object container file written with (a compatible) unified-log schema."""
     for branch in fastavro.reader(source, _log_reader_schema(), return_record_name=True):

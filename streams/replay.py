@@ -24,7 +24,7 @@ from pydantic import ValidationError
 from tqdm import tqdm
 
 from enrollbridge.errors import InputError
-from schemas.codec import container_metadata, event_from_json, read_event_container, to_json_line
+from schemas.codec import container_holds, container_metadata, event_from_json, read_event_container, to_json_line
 from schemas.models import AlertRecord, ClockTick, CoverageRecord, LogEvent
 from schemas.times import parse_instant
 from streams.clock import make_tick
@@ -223,6 +223,8 @@ def replay(
 ) -> ReplayResult:
     """Run the rules over the given files and hand every alert record to ``on_alert`` in emission order
     (and, with ``on_coverage``, every change of a roster student's coverage status)."""
+    if any(_avro_log(path) for path in paths):  # an archive: skip reading it once to sort what needs no sorting
+        return _replay_log(paths, policies, on_alert, until, progress, on_coverage)
     merged = MergedLog(paths, progress)
     if merged.has_ticks:
         return _replay_log(paths, policies, on_alert, until, progress, on_coverage)
@@ -241,6 +243,18 @@ def replay(
     result.skipped_after_until = merged.skipped_after_until
     result.persons = len(store)
     return result
+
+
+def _avro_log(path: Path) -> bool:
+    """Whether ``path`` is an Avro container holding clock ticks, i.e. a log rather than connector output."""
+    try:
+        with path.open("rb") as raw:
+            if raw.read(4) != AVRO_MAGIC:
+                return False
+            raw.seek(0)
+            return container_holds(raw, "ClockTick")
+    except (OSError, ValueError, EOFError):
+        return False  # MergedLog reads it again and names the problem
 
 
 def _bar(total: int, what: str, progress: bool | None) -> tqdm:  # type: ignore[type-arg]
