@@ -537,6 +537,9 @@ def verify(archive: Path, expected_head: str | None, policy_file: Path | None) -
 @click.option("--students", default=100_000, show_default=True, help="Season size for replay and ingest.")
 @click.option("--live-students", default=10_000, show_default=True, help="Season size for the live runs.")
 @click.option("--runs", default=3, show_default=True, type=click.IntRange(1, 20), help="Runs per figure.")
+@click.option(
+    "--memory-persons", default=10_000_000, show_default=True, help="Persons in the RocksDB store, memory row."
+)
 @click.option("--quix/--no-quix", default=True, help="Include the Quix Streams baseline (bench extra).")
 @click.option("--out", default=Path("BENCHMARKS.md"), show_default=True, type=click.Path(path_type=Path))
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="Keep the generated data here.")

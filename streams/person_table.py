@@ -66,9 +66,7 @@ class _LocalData:
                     yield key, value
             return
         keys = sorted(
-            key
-            for key in self.store.data
-            if key >= start and (stop is None or key < stop) and self._is_ours(key)
+            key for key in self.store.data if key >= start and (stop is None or key < stop) and self._is_ours(key)
         )
         for key in keys:
             yield key, self.store.data[key]
