@@ -55,7 +55,7 @@ def quix_baseline(bootstrap: str, topic: str, group: str, partitions: int, store
 
     app = Application(
         broker_address=bootstrap, consumer_group=group, auto_offset_reset="earliest", state_dir=store,
-        loglevel="WARNING", commit_interval=1.0,
+        loglevel="WARNING", commit_interval=0.2,
     )  # fmt: skip
     source = app.topic(topic, value_deserializer="bytes", key_deserializer="bytes")
 

@@ -194,9 +194,11 @@ def _throughput(
                     first = (now, done)
                 last = (now, done)
             peak = max(peak, *(_rss_kib(p.pid) for p in processes))
-            time.sleep(0.25)
-    if first is None or last[1] < total or last[0] <= first[0]:
+            time.sleep(0.05)
+    if first is None or last[1] < total:
         raise click.ClickException(f"{group}: processed {last[1]} of {total} within {timeout:.0f}s")
+    if last[0] <= first[0]:
+        raise click.ClickException(f"{group}: everything was committed at once; no rate between two commits")
     return (last[1] - first[1]) / (last[0] - first[0]), peak
 
 
