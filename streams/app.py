@@ -34,6 +34,7 @@ from schemas.models import ClockTick, CoverageRecord, DeadLetter, Event, SourceE
 from schemas.times import format_instant
 from streams.clock import due_ticks, tick_message
 from streams.engine import Engine
+from streams.outbox import Outbox
 from streams.person_table import TablePartition
 from streams.policy import PolicyBook
 from streams.topics import SOURCE_EVENT, Topics
@@ -105,6 +106,7 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
         broker_session_timeout=settings.session_timeout,
         broker_heartbeat_interval=max(0.5, settings.session_timeout / 5),
         producer_acks=-1,
+        producer_max_batch_size=256 * 1024,  # a batch's alerts, coverage and state go in a few record batches
         processing_guarantee="at_least_once",
         table_cleanup_interval=3600.0,
         recovery_consistency_check=settings.recovery_consistency_check,
@@ -174,7 +176,8 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
             by_partition: dict[int, list[faust.types.EventT]] = {}
             for event in batch:
                 by_partition.setdefault(event.message.partition, []).append(event)
-            pending = []
+            pending = []  # dead letters
+            outbox = Outbox(app)
             for partition, events in by_partition.items():
                 engine, _ = engine_for(partition)
                 for event in events:
@@ -197,18 +200,17 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
                     ]
                     for alert in engine.process(logged):
                         status.alerts[f"{alert.kind} {alert.status}"] += 1
-                        pending.append(
-                            await send(
-                                topics.alerts, alert.alert_id.encode(), encode_message(alert), partition, headers
-                            )
-                        )
+                        value = encode_message(alert)
+                        await outbox.add(topics.alerts, partition, alert.alert_id.encode(), value, headers)
                     for change in coverage_changes:
                         key = change.person_key.encode()
-                        pending.append(await send(topics.coverage, key, encode_message(change), partition, headers))
+                        await outbox.add(topics.coverage, partition, key, encode_message(change), headers)
                     coverage_changes.clear()
                 if engine.now is not None:
                     status.clock[partition] = engine.now
-            await asyncio.gather(*pending)  # alerts and coverage are on their topics before the state that caused them
+            # Alerts and coverage are on their topics before the state that caused them.
+            await outbox.flush()
+            await asyncio.gather(*pending)
             for partition, events in by_partition.items():
                 _, store = engines[partition]
                 await store.persist(store.take_writes(), events[-1].message.offset)

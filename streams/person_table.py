@@ -14,7 +14,6 @@ bookkeeping key.
 
 from __future__ import annotations
 
-import asyncio
 import heapq
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +21,7 @@ from typing import Any
 import orjson
 from aiokafka.partitioner import murmur2
 
+from streams.outbox import Outbox
 from streams.state import PersonState, dump_state, load_state
 
 Write = tuple[bytes, bytes | None]
@@ -44,9 +44,10 @@ class _LocalData:
         self.partition = partition
         self.partitions = partitions
         self.rocksdb = isinstance(self.store, RocksDBStore)
-        # The memory store keeps every partition in one dict: which keys are this partition's is
-        # remembered, because hashing every key again on every sweep cost more than the sweep.
-        self._ours: dict[bytes, bool] = {}
+        # The memory store keeps every partition in one dict: this partition's keys are found once
+        # (hashing every key on every sweep cost more than the sweep) and then kept up to date here,
+        # the only writer of this partition while the engine that owns it lives.
+        self._keys: set[bytes] | None = None
 
     def _db(self) -> Any:
         return self.store._db_for_partition(self.partition)
@@ -65,17 +66,14 @@ class _LocalData:
                 if key != offset_key:
                     yield key, value
             return
-        keys = sorted(
-            key for key in self.store.data if key >= start and (stop is None or key < stop) and self._is_ours(key)
-        )
+        keys = sorted(key for key in self._own_keys() if key >= start and (stop is None or key < stop))
         for key in keys:
             yield key, self.store.data[key]
 
-    def _is_ours(self, key: bytes) -> bool:
-        ours = self._ours.get(key)
-        if ours is None:
-            ours = self._ours[key] = partition_of(key, self.partitions) == self.partition
-        return ours
+    def _own_keys(self) -> set[bytes]:
+        if self._keys is None:
+            self._keys = {key for key in self.store.data if partition_of(key, self.partitions) == self.partition}
+        return self._keys
 
     def write(self, key: bytes, value: bytes | None) -> None:
         if self.rocksdb:
@@ -86,8 +84,10 @@ class _LocalData:
                 db.put(key, value)
         elif value is None:
             self.store.data.pop(key, None)
+            self._own_keys().discard(key)
         else:
             self.store.data[key] = value
+            self._own_keys().add(key)
 
 
 class TablePartition:
@@ -191,9 +191,10 @@ class TablePartition:
     async def persist(self, writes: list[Write], log_offset: int) -> None:
         """Changelog first (acknowledged), then the local store.
 
-        The records go straight to the changelog topic through the app's producer rather than through
-        ``Table.send_changelog``, whose per-record futures and buffer cost more than the rules do; the
-        records, their partition and the store's persisted offset are what Faust's own path gives.
+        The records go straight to the changelog topic in record batches (``streams.outbox``) rather
+        than through ``Table.send_changelog``, whose per-record futures and buffer cost more than the
+        rules do; the records, their partition and the store's persisted offset are what Faust's own
+        path gives.
 
         The batch ends with one record written alone after the rest is acknowledged: the log offset
         this partition's state now reflects (``~applied:<p>``). The changelog's last batch is then a
@@ -202,7 +203,10 @@ class TablePartition:
         """
         if not writes:
             return
-        await asyncio.gather(*[await self._send(key, value) for key, value in writes])
+        outbox = Outbox(self.table.app)
+        for key, value in writes:
+            await outbox.add(self._changelog, self.partition, key, value)
+        await outbox.flush()
         marker = (self._applied_key, str(log_offset).encode())
         sent = await (await self._send(*marker))
         for key, value in [*writes, marker]:
