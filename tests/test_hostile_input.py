@@ -87,7 +87,7 @@ def test_arbitrary_bytes_after_a_good_header_never_crash(tmp_path: Path, suffix:
 
 @FUZZ
 @given(lines=st.lists(st.one_of(st.text(max_size=60), st.builds(orjson.dumps, st.recursive(
-    st.none() | st.booleans() | st.integers() | st.text(max_size=10),
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=10),  # what orjson can write
     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
     max_leaves=8)).map(bytes.decode)), max_size=6))  # fmt: skip
 def test_arbitrary_json_lines_are_each_one_event_or_one_dead_letter(tmp_path: Path, lines: list[str]) -> None:
