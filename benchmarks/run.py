@@ -331,9 +331,8 @@ def fill_store(store_dir: Path, persons: int, partitions: int) -> int:
     from streams.person_table import partition_of
 
     paths = {int(path.name.rsplit("-", 1)[1].removesuffix(".db")): path for path in store_dir.rglob("persons-*.db")}
-    dbs = {
-        partition: Rdict(str(path), Options(raw_mode=True)) for partition, path in paths.items()
-    }  # as Faust opens them
+    # Opened as Faust's rocksdict driver opens them: raw bytes, no pickling.
+    dbs = {partition: Rdict(str(path), Options(raw_mode=True)) for partition, path in paths.items()}
     try:
         states = [value for db in dbs.values() for key, value in db.items() if _is_person_key(key)]
         if not states:
