@@ -75,6 +75,15 @@ def _segment(archive: Path, stream: str = "events", partition: int = 1, index: i
     return matching[index]
 
 
+def _remove_segment(archive: Path, index: int, reseal: bool) -> int:
+    """Delete an events segment and its manifest entry (see ``_write_entries`` for ``reseal``); its entry number."""
+    entries = _entries(archive)
+    number, path = _segment(archive, index=index)
+    path.unlink()
+    _write_entries(archive, entries[: number - 1] + entries[number:], reseal=reseal)
+    return number
+
+
 def test_a_faithful_archive_verifies_and_its_replay_matches(pristine: Path) -> None:
     verdict = verify_archive(pristine, expected_head=head(pristine), progress=False)
     assert verdict.exit_code == VERIFIED, verdict.render()
@@ -127,10 +136,7 @@ def test_an_added_file_is_reported(archive: Path) -> None:
 
 
 def test_a_removed_entry_breaks_the_chain(archive: Path) -> None:
-    entries = _entries(archive)
-    number, path = _segment(archive, index=1)
-    path.unlink()
-    _write_entries(archive, entries[: number - 1] + entries[number:], reseal=False)
+    number = _remove_segment(archive, index=1, reseal=False)
     verdict = verify_archive(archive, progress=False)
     assert verdict.exit_code == TAMPERED
     assert any(f"manifest entry {number} " in t and "does not follow" in t for t in verdict.tampered)
@@ -150,10 +156,7 @@ def test_reordered_segments_are_reported(archive: Path) -> None:
 
 
 def test_a_removed_segment_with_a_rewritten_chain_is_reported(archive: Path) -> None:
-    entries = _entries(archive)
-    number, path = _segment(archive, index=0)
-    path.unlink()
-    _write_entries(archive, entries[: number - 1] + entries[number:], reseal=True)
+    _remove_segment(archive, index=0, reseal=True)
     verdict = verify_archive(archive, progress=False)
     assert any("events partition 1 starts at offset" in t and "missing" in t for t in verdict.tampered), (
         verdict.tampered
