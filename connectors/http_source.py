@@ -27,12 +27,12 @@ from connectors.deadletter import record_dead_letter
 from connectors.identity import Secret
 from connectors.ingest import convert_row, record_type
 from connectors.readers import Row, map_record
-from enrollbridge.errors import InputError
-from enrollbridge.kafka import aiokafka_options, start_client
-from enrollbridge.settings import Settings
+from infra.errors import InputError
+from infra.kafka import aiokafka_options, start_client
+from infra.settings import Settings
+from infra.topics import SOURCE_EVENT, Topics
 from schemas.codec import encode_message
 from schemas.models import FieldError
-from streams.topics import SOURCE_EVENT, Topics
 
 MAX_RECORDS = 10_000
 

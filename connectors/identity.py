@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import date
 
-from enrollbridge.errors import InputError
+from infra.errors import InputError
 from schemas.regions import PROVINCE_PREFIXES
 
 SECRET_VARIABLE = "ENROLLBRIDGE_SECRET"

@@ -13,7 +13,7 @@ from connectors.deadletter import field_errors, record_dead_letter
 from connectors.identity import Secret
 from connectors.readers import Row, RowFile, open_rows
 from connectors.records import RECORD_TYPES, SourceRecord
-from enrollbridge.errors import InputError
+from infra.errors import InputError
 from schemas.models import DeadLetter, FieldError, SourceEvent
 
 EventSink = Callable[[SourceEvent], None]

@@ -11,12 +11,12 @@ from typing import Any
 from kafka import KafkaProducer
 from kafka.errors import KafkaError
 
-from enrollbridge.errors import InputError
-from enrollbridge.kafka import kafka_python_options
-from enrollbridge.settings import Settings
+from infra.errors import InputError
+from infra.kafka import kafka_python_options
+from infra.settings import Settings
+from infra.topics import Topics
 from schemas.codec import encode_message
 from schemas.models import DeadLetter, SourceEvent
-from streams.topics import Topics
 
 
 class KafkaSink:

@@ -15,7 +15,7 @@ from typing import IO
 
 import orjson
 
-from enrollbridge.errors import InputError
+from infra.errors import InputError
 
 _SNIFF_BYTES = 1 << 20
 _FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}

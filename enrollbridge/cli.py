@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from enrollbridge.errors import InputError
+from infra.errors import InputError
 
 SOURCES = ("education", "insurance", "tax", "hardship")
 
@@ -53,7 +53,7 @@ def _settings(**flags: Any) -> Any:
     comes from ENROLLBRIDGE_SASL_PASSWORD, never from a flag (flags show in process lists)."""
     from pydantic import ValidationError
 
-    from enrollbridge.settings import Settings
+    from infra.settings import Settings
 
     try:
         return Settings(**{name: value for name, value in flags.items() if value is not None})
@@ -100,7 +100,7 @@ def ingest(
             on_event, on_dead_letter, where = events.write, dead_letters.write, f"events: {out}  dead letters: {dlq}"
         else:
             from connectors.kafka_sink import KafkaSink
-            from streams.admin import ensure_topics
+            from infra.admin import ensure_topics
 
             settings = _settings(**flags)
             if not settings.bootstrap_servers:
@@ -174,7 +174,7 @@ def synth(
     """Generate a realistic season for one city: four agency files, ground truth and a manifest."""
     from connectors.identity import Secret
     from enrollbridge.synth.season import SeasonConfig, SeasonGenerator
-    from streams.policy import load_policies
+    from streams.core.policy import load_policies
 
     secret = Secret.from_environment()
     policies = load_policies(policy_file)
@@ -235,9 +235,9 @@ def replay(
 
     from schemas.codec import JsonLinesWriter
     from schemas.models import AlertRecord
-    from streams.policy import load_policies
+    from streams.core.policy import load_policies
+    from streams.core.summary import AlertTally
     from streams.replay import replay as run_replay
-    from streams.summary import AlertTally
 
     policies = load_policies(policy_file)
     tally = AlertTally()
@@ -280,7 +280,7 @@ def demo(students: int, seed: int, out: Path, offline: bool, web_port: int | Non
         os.environ[SECRET_VARIABLE] = "enrollbridge-demo-only"
     if offline:
         from enrollbridge.demo import offline_season
-        from streams.policy import load_policies
+        from streams.core.policy import load_policies
 
         click.echo(offline_season(out, students, seed, Secret.from_environment(), load_policies()).render())
         return
@@ -309,7 +309,7 @@ def demo(students: int, seed: int, out: Path, offline: bool, web_port: int | Non
 )
 def worker(**flags: Any) -> None:
     """The streaming processor: funnel, rules and alerts on Kafka (embedded broker if none is configured)."""
-    from enrollbridge.worker import run_worker
+    from streams.live.worker import run_worker
 
     run_worker(_settings(**flags))
 
@@ -374,7 +374,7 @@ def worklist(
 
     From ALERT_FILES (alert records as JSON Lines, e.g. a replay's output) when given, else from the
     sink's tables in PostgreSQL (ENROLLBRIDGE_PG_DSN)."""
-    from connectors.worklist import open_alerts, write_worklists
+    from enrollbridge.worklist import open_alerts, write_worklists
     from schemas.models import AlertRecord
 
     if alert_files:
@@ -389,13 +389,13 @@ def worklist(
             a for a in open_alerts(records) if (pool is None or a.pool == pool) and (year in (None, a.coverage_year))
         ]
     else:
-        from connectors.postgres_sink import PostgresSink
+        from enrollbridge.history import SinkHistory
 
         settings = _settings(pg_schema=pg_schema)
         if settings.pg_dsn is None:
             raise InputError("give alert files, or set ENROLLBRIDGE_PG_DSN to read the sink's tables")
-        with PostgresSink(settings.pg_dsn.get_secret_value(), settings.pg_schema) as sink:
-            alerts = sink.open_alerts(pool, year)
+        with SinkHistory(settings.pg_dsn.get_secret_value(), settings.pg_schema) as history:
+            alerts = history.open_alerts(pool, year)
     written = write_worklists(alerts, out)
     click.echo(
         f"{written.rows} open alerts in work lists for {written.counties} counties and {written.schools} schools: {out}"
@@ -426,7 +426,7 @@ def report(
     from enrollbridge.report import build_report, report_times, write_html, write_xlsx
     from schemas.models import AlertRecord, CoverageRecord
     from schemas.times import parse_date
-    from streams.policy import load_policies
+    from streams.core.policy import load_policies
 
     try:
         as_of_date = parse_date(as_of)
@@ -443,13 +443,13 @@ def report(
         until, _, _ = report_times(policy, as_of_date)
         run_replay(event_files, load_policies(policy_file), alerts.append, until=until, on_coverage=coverage.append)
     else:
-        from connectors.postgres_sink import PostgresSink
+        from enrollbridge.history import SinkHistory
 
         settings = _settings(pg_schema=pg_schema)
         if settings.pg_dsn is None:
             raise InputError("give event files to replay, or set ENROLLBRIDGE_PG_DSN to read the sink's history")
-        with PostgresSink(settings.pg_dsn.get_secret_value(), settings.pg_schema) as sink:
-            coverage, alerts = sink.history(pool, year)
+        with SinkHistory(settings.pg_dsn.get_secret_value(), settings.pg_schema) as history:
+            coverage, alerts = history.history(pool, year)
     result = build_report(policy, as_of_date, coverage, alerts)
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"report-{pool}-{year}-{as_of}"
@@ -475,7 +475,7 @@ def dashboard(pool: str, year: int, policy_file: Path | None, **flags: Any) -> N
     import contextlib
 
     from enrollbridge.dashboard import new_token, serve
-    from streams.policy import load_policies
+    from streams.core.policy import load_policies
 
     settings = _settings(**flags)
     if not settings.bootstrap_servers:
@@ -501,8 +501,8 @@ def dashboard(pool: str, year: int, policy_file: Path | None, **flags: Any) -> N
               help="Seconds to wait for the workers to catch up before the alerts are read.")  # fmt: skip
 def archive(out: Path, policy_file: Path | None, wait_seconds: float, **flags: Any) -> None:
     """Copy the unified log and the alerts from Kafka into a hash-chained archive (new segments only)."""
-    from connectors.archive import run_archive
-    from streams.policy import DEFAULT_POLICY_FILE
+    from audit.archive import run_archive
+    from streams.core.policy import DEFAULT_POLICY_FILE
 
     settings = _settings(**flags)
     if not settings.bootstrap_servers:
@@ -522,8 +522,8 @@ def audit() -> None:
               help="Replay with this policy instead of the archived one.")  # fmt: skip
 def verify(archive: Path, expected_head: str | None, policy_file: Path | None) -> None:
     """Verify an archive: exit 0 verified, 3 tampered, 4 diverged (2: it could not be read)."""
-    from streams.audit import verify_archive
-    from streams.manifest import ManifestError
+    from audit.manifest import ManifestError
+    from audit.verify import verify_archive
 
     try:
         verdict = verify_archive(archive, expected_head, policy_file)
@@ -546,7 +546,7 @@ def verify(archive: Path, expected_head: str | None, policy_file: Path | None) -
 def bench(**flags: Any) -> None:
     """Benchmarks against their baselines in one run: a table on the terminal and in BENCHMARKS.md."""
     try:
-        from benchmarks.run import run_bench
+        from enrollbridge.bench.run import run_bench
     except ImportError as error:
         raise InputError(f"the benchmark needs its extra: pip install -e '.[bench]' ({error.name} missing)") from None
     click.echo(run_bench(**flags))

@@ -2,7 +2,7 @@
 alerts by kind and a feed of recent transitions (masked), updating without a reload.
 
 It follows the alerts and coverage topics itself (no consumer group: every dashboard reads from the
-start) and computes its figures with ``streams.figures``, like the report, so it needs no database.
+start) and computes its figures with ``streams.core.figures``, like the report, so it needs no database.
 A login token guards every page and API call; the page needs no internet (ECharts is served from
 the package).
 """
@@ -18,14 +18,14 @@ from typing import Any
 
 from aiohttp import web
 
-from enrollbridge.settings import Settings
+from infra.settings import Settings
+from infra.topics import Topics
 from schemas.codec import UndecodableMessage, decode_message
 from schemas.models import AlertRecord, CoverageRecord
 from schemas.times import format_date, format_instant, start_of_local_day
-from streams.figures import Figures, fold
-from streams.policy import Policy
-from streams.rules import KIND_ORDER
-from streams.topics import Topics
+from streams.core.figures import Figures, fold
+from streams.core.policy import Policy
+from streams.core.rules import KIND_ORDER
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 COOKIE = "enrollbridge_dashboard"
@@ -119,7 +119,7 @@ async def follow_topics(settings: Settings, figures: LiveFigures, stop: asyncio.
     """Feed the figures from the alerts and coverage topics, from their beginning, until ``stop``."""
     from aiokafka import AIOKafkaConsumer
 
-    from enrollbridge.kafka import aiokafka_options, start_client
+    from infra.kafka import aiokafka_options, start_client
 
     topics = Topics(settings.topic_prefix)
     consumer = AIOKafkaConsumer(

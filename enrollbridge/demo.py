@@ -13,9 +13,9 @@ from enrollbridge.synth.season import SOURCES, SeasonConfig, SeasonGenerator
 from schemas.codec import JsonLinesWriter
 from schemas.models import AlertRecord
 from schemas.times import parse_instant
-from streams.policy import PolicyBook
+from streams.core.policy import PolicyBook
+from streams.core.summary import AlertTally
 from streams.replay import replay
-from streams.summary import AlertTally
 
 DEMO_POOL, DEMO_YEAR = "450200", 2024
 

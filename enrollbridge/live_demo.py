@@ -14,19 +14,19 @@ import click
 from pydantic import SecretStr
 
 from connectors.identity import Secret
-from enrollbridge.broker import EmbeddedBroker, free_port
 from enrollbridge.dashboard import new_token
 from enrollbridge.demo import DEMO_POOL, DEMO_YEAR, prepare_season
-from enrollbridge.settings import Settings
+from infra.admin import ensure_topics
+from infra.broker import EmbeddedBroker, free_port
+from infra.readback import read_topic, wait_until_processed
+from infra.settings import Settings
+from infra.topics import Topics
 from schemas.codec import decode_message
 from schemas.models import AlertRecord
 from schemas.times import MS_PER_DAY, parse_instant, start_of_local_day
-from streams.admin import ensure_topics
-from streams.policy import PolicyBook, load_policies
-from streams.readback import read_topic, wait_until_processed
+from streams.core.policy import PolicyBook, load_policies
+from streams.core.summary import AlertTally
 from streams.replay import MergedLog
-from streams.summary import AlertTally
-from streams.topics import Topics
 
 
 def start_worker(settings: Settings, log: Path, extra_env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
@@ -105,7 +105,7 @@ def _season(settings: Settings, students: int, seed: int, out: Path, secret: Sec
 
 
 async def _stream_and_watch(settings: Settings, merged: MergedLog, ticks: list[int], until: int) -> AlertTally:
-    from connectors.season_source import publish_season
+    from enrollbridge.season_source import publish_season
 
     tally = AlertTally()
     topics = Topics(settings.topic_prefix)
@@ -114,7 +114,7 @@ async def _stream_and_watch(settings: Settings, merged: MergedLog, ticks: list[i
     async def watch_alerts() -> None:
         from aiokafka import AIOKafkaConsumer
 
-        from enrollbridge.kafka import aiokafka_options, start_client
+        from infra.kafka import aiokafka_options, start_client
 
         consumer = AIOKafkaConsumer(topics.alerts, **aiokafka_options(settings), auto_offset_reset="earliest")
         await start_client(consumer, settings)

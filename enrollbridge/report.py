@@ -3,7 +3,7 @@ previous checkpoint, duplicates found and cleaned, hardship students registered 
 the same figures for the whole pool. Written as a self-contained HTML page (chart by ECharts,
 inlined: no internet needed) and as XLSX.
 
-Figures come from ``streams.figures`` over the engine's output up to the report date: either a
+Figures come from ``streams.core.figures`` over the engine's output up to the report date: either a
 replay of the log run here, or the sink's history in PostgreSQL.
 """
 
@@ -20,8 +20,8 @@ from openpyxl.styles import Font
 
 from schemas.models import AlertRecord, CoverageRecord
 from schemas.times import format_date, format_instant, start_of_local_day
-from streams.figures import CoverageCounts, Figures, fold
-from streams.policy import Policy
+from streams.core.figures import CoverageCounts, Figures, fold
+from streams.core.policy import Policy
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 

@@ -23,13 +23,13 @@ import orjson
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from enrollbridge.errors import InputError
+from infra.errors import InputError
 from schemas.codec import container_holds, container_metadata, event_from_json, read_event_container, to_json_line
 from schemas.models import AlertRecord, ClockTick, CoverageRecord, LogEvent
 from schemas.times import parse_instant
-from streams.clock import make_tick
-from streams.engine import Engine, MemoryStore
-from streams.policy import PolicyBook
+from streams.core.clock import make_tick
+from streams.core.engine import Engine, MemoryStore
+from streams.core.policy import PolicyBook
 
 # Order of event types at the same instant: the tick first (SPEC: a checkpoint tick sorts before
 # events at or after its time), then hardship, roster, registration, payment.

@@ -40,7 +40,7 @@ def kafka_bootstrap() -> Iterator[str]:
         with KafkaContainer() as kafka:
             yield kafka.get_bootstrap_server()
         return
-    from enrollbridge.broker import EmbeddedBroker
+    from infra.broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         yield broker.bootstrap_servers

@@ -16,19 +16,19 @@ import orjson
 
 from connectors.identity import Secret
 from connectors.ingest import ingest_files
-from connectors.season_source import Published, publish_season
-from enrollbridge.broker import free_port
 from enrollbridge.live_demo import start_worker
-from enrollbridge.settings import Settings
+from enrollbridge.season_source import Published, publish_season
 from enrollbridge.synth.season import SOURCES, SeasonConfig, SeasonGenerator
+from infra.admin import ensure_topics
+from infra.broker import free_port
+from infra.readback import read_topic, wait_until_processed
+from infra.settings import Settings
+from infra.topics import Topics
 from schemas.codec import JsonLinesWriter, decode_message, write_event_container
 from schemas.models import AlertRecord, DeadLetter, Event
 from schemas.times import MS_PER_DAY, parse_instant, start_of_local_day
-from streams.admin import ensure_topics
-from streams.policy import PolicyBook, load_policies
-from streams.readback import read_topic, wait_until_processed
+from streams.core.policy import PolicyBook, load_policies
 from streams.replay import PARTITION_METADATA, MergedLog
-from streams.topics import Topics
 from tests.conftest import TEST_SECRET
 
 _NAMES = itertools.count()

@@ -15,9 +15,9 @@ from schemas.models import (
     RosterChange,
 )
 from schemas.times import parse_instant
-from streams.clock import make_tick
-from streams.engine import Engine, MemoryStore
-from streams.policy import PolicyBook, load_policies
+from streams.core.clock import make_tick
+from streams.core.engine import Engine, MemoryStore
+from streams.core.policy import PolicyBook, load_policies
 
 
 def key_of(name: str) -> str:

@@ -11,10 +11,10 @@ from typing import Any
 import orjson
 import pytest
 
-from connectors.archive import archive_log_offline
+from audit.archive import archive_log_offline
+from audit.manifest import MANIFEST_NAME, Entry, head
+from audit.verify import DIVERGED, TAMPERED, VERIFIED, verify_archive
 from schemas.models import AlertRecord
-from streams.audit import DIVERGED, TAMPERED, VERIFIED, verify_archive
-from streams.manifest import MANIFEST_NAME, Entry, head
 from tests.cli import enrollbridge
 from tests.live import Season
 

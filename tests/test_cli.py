@@ -76,7 +76,7 @@ def test_settings_survive_the_trip_through_the_environment(monkeypatch: pytest.M
     """A worker started in its own process must see every setting its parent had."""
     from pydantic import SecretStr
 
-    from enrollbridge.settings import Settings
+    from infra.settings import Settings
 
     for name in list(os.environ):
         if name.startswith("ENROLLBRIDGE_") or name == "KAFKA_BOOTSTRAP_SERVERS":

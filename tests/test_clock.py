@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas.times import MS_PER_DAY, parse_instant
-from streams.clock import aligned_tick, due_ticks
+from streams.core.clock import aligned_tick, due_ticks
 
 HOUR = 3_600_000
 

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from connectors.identity import Secret, person_key
 from connectors.ingest import IngestSummary, ingest_files
 from connectors.records import RECORD_TYPES
-from enrollbridge.errors import InputError
+from infra.errors import InputError
 from schemas.models import DeadLetter, SourceEvent
 from schemas.times import parse_instant
 from tests.conftest import TEST_SECRET

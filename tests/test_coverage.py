@@ -9,8 +9,8 @@ import orjson
 import pytest
 
 from schemas.models import CoverageRecord
-from streams.engine import Engine, MemoryStore
-from streams.policy import load_policies
+from streams.core.engine import Engine, MemoryStore
+from streams.core.policy import load_policies
 from tests.cli import enrollbridge
 from tests.live import Season
 from tests.support import hardship, key_of, payment, registration, roster, tick

@@ -23,12 +23,13 @@ import pytest
 from pydantic import SecretStr
 
 from connectors.postgres_sink import PostgresSink
-from enrollbridge.broker import free_port, wait_for_http
-from enrollbridge.kafka import aiokafka_options
+from enrollbridge.history import SinkHistory
 from enrollbridge.live_demo import start_process, stop_processes
-from enrollbridge.settings import Settings
-from streams.readback import read_topic
-from streams.rules import KIND_ORDER
+from infra.broker import free_port, wait_for_http
+from infra.kafka import aiokafka_options
+from infra.readback import read_topic
+from infra.settings import Settings
+from streams.core.rules import KIND_ORDER
 from tests.conftest import PG_DSN, TEST_SECRET
 from tests.live import Season, Workers, live_settings, stream
 
@@ -183,7 +184,8 @@ def _no_personal_data_or_secrets_anywhere(settings: Settings, season: Season, fo
 def _postgres(schema: str) -> tuple[int, int, dict[str, tuple[int, int]], dict[str, int]]:
     with PostgresSink(PG_DSN, schema) as sink:
         sink.migrate()
-        whole = sink.figures(2024, "450200", ())
-        counties = {row["county"]: (row["on_roster"], row["covered"]) for row in sink.figures(2024, "450200")}
+    with SinkHistory(PG_DSN, schema) as history:
+        whole = history.figures(2024, "450200", ())
+        counties = {row["county"]: (row["on_roster"], row["covered"]) for row in history.figures(2024, "450200")}
     total: dict[str, Any] = whole[0] if whole else {"on_roster": 0, "covered": 0, "open_alerts": {}}
     return total["on_roster"], total["covered"], counties, {k: total["open_alerts"].get(k, 0) for k in KIND_ORDER}

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from enrollbridge.cli import cli
-from enrollbridge.settings import Settings
+from infra.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text(encoding="utf-8"))

@@ -17,12 +17,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from enrollbridge.broker import free_port, wait_for_http
-from enrollbridge.errors import InputError
+from infra.admin import ensure_topics
+from infra.broker import free_port, wait_for_http
+from infra.errors import InputError
+from infra.topics import SOURCE_EVENT
 from schemas import load_schema
 from schemas.codec import LOG_EVENT_NAMES, SINGLE_OBJECT_MARKER, UndecodableMessage, decode_message, fingerprint
-from streams.admin import ensure_topics
-from streams.topics import SOURCE_EVENT
 from tests.conftest import TEST_SECRET
 from tests.files import GOOD_ROWS, valid_number, write_csv, write_jsonl, write_xlsx
 from tests.live import live_settings

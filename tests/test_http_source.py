@@ -15,13 +15,13 @@ from typing import Any
 import orjson
 import pytest
 
-from enrollbridge.broker import free_port, wait_for_http
-from enrollbridge.settings import Settings
+from infra.admin import ensure_topics
+from infra.broker import free_port, wait_for_http
+from infra.readback import read_topic
+from infra.settings import Settings
+from infra.topics import Topics
 from schemas.codec import decode_message
 from schemas.models import DeadLetter, PaymentChange
-from streams.admin import ensure_topics
-from streams.readback import read_topic
-from streams.topics import Topics
 from tests.conftest import TEST_SECRET
 from tests.files import GOOD_ROWS
 from tests.live import live_settings

@@ -18,7 +18,7 @@ from connectors.identity import (
     person_key,
     redact,
 )
-from enrollbridge.errors import InputError
+from infra.errors import InputError
 
 # The worked example of GB 11643-1999.
 STANDARD_EXAMPLE = "11010519491231002X"

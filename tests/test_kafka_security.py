@@ -19,11 +19,11 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from enrollbridge.broker import EmbeddedBroker
-from enrollbridge.kafka import aiokafka_options, faust_credentials, kafka_python_options
-from enrollbridge.settings import Settings
-from streams.readback import read_topic
-from streams.topics import Topics
+from infra.broker import EmbeddedBroker
+from infra.kafka import aiokafka_options, faust_credentials, kafka_python_options
+from infra.readback import read_topic
+from infra.settings import Settings
+from infra.topics import Topics
 from tests.cli import enrollbridge
 from tests.files import GOOD_ROWS, write_csv
 

@@ -18,15 +18,15 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from enrollbridge.broker import free_port, wait_for_http
-from enrollbridge.settings import Settings
+from infra.admin import ensure_topics
+from infra.broker import free_port, wait_for_http
+from infra.readback import TopicTail, wait_until_processed
+from infra.settings import Settings
+from infra.topics import Topics
 from schemas.codec import decode_message, encode_message, new_event, to_json_line
 from schemas.models import AlertRecord, ClockTick
-from streams.admin import ensure_topics
-from streams.clock import tick_message
-from streams.person_table import partition_of
-from streams.readback import TopicTail, wait_until_processed
-from streams.topics import Topics
+from streams.core.clock import tick_message
+from streams.live.partition_store import partition_of
 from tests.cli import enrollbridge
 from tests.files import GOOD_ROWS, write_csv
 from tests.live import Season, Workers, alerts, archive_log, dead_letters, final_states, live_settings, stream
@@ -260,7 +260,7 @@ def test_ingest_publishes_events_and_dead_letters_to_kafka(
     topics = Topics(settings.topic_prefix)
 
     async def count(topic: str) -> list[bytes]:
-        from streams.readback import read_topic
+        from infra.readback import read_topic
 
         return [record.value async for record in read_topic(settings, topic)]
 
@@ -319,6 +319,6 @@ def test_the_wall_clock_ticks_every_partition(tmp_path: Path, kafka_bootstrap: s
 
 
 async def _read(settings: Settings, topic: str) -> list[Any]:
-    from streams.readback import read_topic
+    from infra.readback import read_topic
 
     return [record async for record in read_topic(settings, topic)]

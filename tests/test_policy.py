@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from enrollbridge.errors import InputError
+from infra.errors import InputError
 from schemas.times import format_date, format_instant
-from streams.policy import PolicyBook, load_policies
+from streams.core.policy import PolicyBook, load_policies
 
 SPEC_EXAMPLE = """
 [[policy]]

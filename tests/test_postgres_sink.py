@@ -16,6 +16,7 @@ import psycopg
 import pytest
 
 from connectors.postgres_sink import PostgresSink
+from enrollbridge.history import SinkHistory
 from schemas.models import AlertRecord, CoverageRecord
 from tests.cli import enrollbridge
 from tests.conftest import PG_DSN
@@ -85,9 +86,10 @@ def test_figures_equal_a_direct_computation_from_the_replay(
     with PostgresSink(PG_DSN, pg_schema) as sink:
         sink.migrate()
         sink.write([((0, n), a) for n, a in enumerate(alerts)], [((0, n), c) for n, c in enumerate(coverage)])
-        by_county = {row["county"]: row for row in sink.figures(2024, "450200", ("county",))}
-        whole = sink.figures(2024, "450200", ())
-        by_type = {row["school_type"]: row for row in sink.figures(2024, "450200", ("school_type",))}
+    with SinkHistory(PG_DSN, pg_schema) as history:
+        by_county = {row["county"]: row for row in history.figures(2024, "450200", ("county",))}
+        whole = history.figures(2024, "450200", ())
+        by_type = {row["school_type"]: row for row in history.figures(2024, "450200", ("school_type",))}
     latest: dict[tuple[str, int, str], CoverageRecord] = {}
     for record in coverage:
         latest[record.person_key, record.coverage_year, record.pool] = record

@@ -15,7 +15,7 @@ from schemas.codec import JsonLinesWriter, new_event, to_json_line
 from schemas.models import AlertRecord, SourceEvent
 from schemas.regions import pool_of
 from schemas.times import format_instant
-from streams.policy import load_policies
+from streams.core.policy import load_policies
 from streams.replay import replay
 from tests.support import at, hardship, key_of, payment, registration, roster
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from schemas.models import LogEvent
 from schemas.times import format_date
-from streams.rules import alert_id
+from streams.core.rules import alert_id
 from tests.support import Season, at, hardship, key_of, payment, registration, roster, tick, transitions
 
 FIRST_CHECKPOINT_TICK = "2023-10-01T00:00"

@@ -125,7 +125,7 @@ def test_the_log_schema_of_version_1_is_still_read() -> None:
 
 
 def test_an_archive_written_with_version_1_verifies_and_replays(tmp_path: Path) -> None:
-    from streams.audit import VERIFIED, verify_archive
+    from audit.verify import VERIFIED, verify_archive
     from tests.live import Season
     from tests.test_audit import build_archive
 

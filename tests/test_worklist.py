@@ -10,7 +10,7 @@ import openpyxl
 import pytest
 
 from connectors.postgres_sink import PostgresSink
-from connectors.worklist import COLUMNS, KIND_NAMES
+from enrollbridge.worklist import COLUMNS, KIND_NAMES
 from schemas.models import AlertRecord
 from tests.cli import enrollbridge
 from tests.conftest import PG_DSN

@@ -11,7 +11,7 @@ from typing import IO, Any
 import orjson
 
 from connectors.records import RECORD_TYPES
-from enrollbridge.errors import InputError
+from infra.errors import InputError
 
 FORMATS = ("csv", "jsonl", "xlsx")
 XLSX_MAX_ROWS = 1_048_576

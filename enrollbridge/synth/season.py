@@ -37,8 +37,8 @@ from schemas.times import (
     start_of_local_day,
     year_bounds,
 )
-from streams.policy import Policy, PolicyBook
-from streams.rules import alert_id
+from streams.core.policy import Policy, PolicyBook
+from streams.core.rules import alert_id
 
 PROFILES = (
     "unenrolled",

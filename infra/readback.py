@@ -15,9 +15,9 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from enrollbridge.errors import InputError
-from enrollbridge.kafka import aiokafka_options, start_client
-from enrollbridge.settings import Settings
+from infra.errors import InputError
+from infra.kafka import aiokafka_options, start_client
+from infra.settings import Settings
 from schemas.codec import peek_event_id
 
 _QUIET_MS = 300

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from enrollbridge.errors import InputError
+from infra.errors import InputError
 from schemas.models import HardshipCategory
 from schemas.regions import is_region_code, pool_of
 from schemas.times import (
@@ -32,7 +32,7 @@ from schemas.times import (
     start_of_local_day,
 )
 
-DEFAULT_POLICY_FILE = Path(__file__).resolve().parent / "policies" / "default.toml"
+DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policies" / "default.toml"
 DEFAULT_GRACE_DAYS = 7
 MS_PER_DAY = 86_400_000
 

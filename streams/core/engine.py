@@ -13,10 +13,10 @@ from typing import Protocol
 
 from schemas.models import AlertRecord, ClockTick, CoverageRecord, LogEvent, PaymentChange, SourceEvent
 from schemas.regions import pool_of
-from streams.coverage import coverage_changes, coverage_of
-from streams.policy import PolicyBook
-from streams.rules import Cause, evaluate
-from streams.state import PersonState
+from streams.core.coverage import coverage_changes, coverage_of
+from streams.core.policy import PolicyBook
+from streams.core.rules import Cause, evaluate
+from streams.core.state import PersonState
 
 
 class PartitionStore(Protocol):

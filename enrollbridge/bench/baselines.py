@@ -1,7 +1,7 @@
 """The baselines of the live measurement, each a process reading the unified log of a benchmark run:
 
-    python -m benchmarks.baselines faust BOOTSTRAP TOPIC GROUP PARTITIONS STORE_DIR
-    python -m benchmarks.baselines quix  BOOTSTRAP TOPIC GROUP PARTITIONS STORE_DIR
+    python -m enrollbridge.bench.baselines faust BOOTSTRAP TOPIC GROUP PARTITIONS STORE_DIR
+    python -m enrollbridge.bench.baselines quix  BOOTSTRAP TOPIC GROUP PARTITIONS STORE_DIR
 
 (a) a minimal faust-streaming agent that updates one table entry per event; (b) a minimal Quix
 Streams stateful counter. Both commit their offsets, which is how the benchmark sees their progress.
@@ -17,7 +17,7 @@ from typing import Any
 def faust_baseline(bootstrap: str, topic: str, group: str, partitions: int, store: str) -> None:
     import faust
 
-    from enrollbridge.worker import run_faust_app
+    from streams.live.worker import run_faust_app
 
     app = faust.App(
         group, broker=f"kafka://{bootstrap}", store="memory://", topic_partitions=partitions,

@@ -20,10 +20,10 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from audit.manifest import MANIFEST_NAME, Entry, ManifestError, file_digest, read_entries
 from schemas.codec import read_record_container, to_json_line
 from schemas.models import AlertRecord
-from streams.manifest import MANIFEST_NAME, Entry, ManifestError, file_digest, read_entries
-from streams.policy import PolicyBook, load_policies
+from streams.core.policy import PolicyBook, load_policies
 from streams.replay import ReplayResult, replay_partition
 
 VERIFIED, TAMPERED, DIVERGED = 0, 3, 4

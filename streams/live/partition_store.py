@@ -21,8 +21,8 @@ from typing import Any
 import orjson
 from aiokafka.partitioner import murmur2
 
-from streams.outbox import Outbox
-from streams.state import PersonState, dump_state, load_state
+from streams.core.state import PersonState, dump_state, load_state
+from streams.live.outbox import Outbox
 
 Write = tuple[bytes, bytes | None]
 _DUE_PREFIX = "~due:"
@@ -191,7 +191,7 @@ class TablePartition:
     async def persist(self, writes: list[Write], log_offset: int) -> None:
         """Changelog first (acknowledged), then the local store.
 
-        The records go straight to the changelog topic in record batches (``streams.outbox``) rather
+        The records go straight to the changelog topic in record batches (``streams.live.outbox``) rather
         than through ``Table.send_changelog``, whose per-record futures and buffer cost more than the
         rules do; the records, their partition and the store's persisted offset are what Faust's own
         path gives.

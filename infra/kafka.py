@@ -8,8 +8,8 @@ import contextlib
 import ssl
 from typing import Any
 
-from enrollbridge.errors import InputError
-from enrollbridge.settings import Settings
+from infra.errors import InputError
+from infra.settings import Settings
 
 
 def ssl_context(settings: Settings) -> ssl.SSLContext | None:

@@ -6,7 +6,7 @@ from collections import Counter
 from typing import NamedTuple
 
 from schemas.models import AlertRecord
-from streams.rules import KIND_ORDER
+from streams.core.rules import KIND_ORDER
 
 
 class _Last(NamedTuple):

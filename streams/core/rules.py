@@ -15,8 +15,8 @@ from typing import NamedTuple
 
 from schemas.models import AlertDetails, AlertKind, AlertRecord, RegistrationRef
 from schemas.times import add_months, local_day
-from streams.policy import PolicyBook
-from streams.state import AlertKey, HardshipStatus, Membership, OpenAlert, Payment, PersonState, Registration
+from streams.core.policy import PolicyBook
+from streams.core.state import AlertKey, HardshipStatus, Membership, OpenAlert, Payment, PersonState, Registration
 
 # The alert kinds of SPEC section 6 as the contract's enum lists them, which is also the order in
 # which one event's transitions are emitted.

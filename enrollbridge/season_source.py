@@ -19,14 +19,14 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaProducer
 from tqdm import tqdm
 
-from enrollbridge.kafka import aiokafka_options, start_client
-from enrollbridge.settings import Settings
+from infra.kafka import aiokafka_options, start_client
+from infra.readback import TopicTail
+from infra.settings import Settings
+from infra.topics import SOURCE_EVENT, Topics
 from schemas.codec import encode_message
 from schemas.models import ClockTick, LogEvent
-from streams.clock import tick_message
-from streams.readback import TopicTail
+from streams.core.clock import tick_message
 from streams.replay import MergedLog
-from streams.topics import SOURCE_EVENT, Topics
 
 SOURCE_OF_TYPE = {model.schema_name: source for source, model in SOURCE_EVENT.items()}
 _IN_FLIGHT = 5_000

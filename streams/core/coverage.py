@@ -12,9 +12,9 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from schemas.models import CoverageRecord
-from streams.policy import PolicyBook
-from streams.rules import Cause, is_covered, latest_membership
-from streams.state import Membership, PersonState
+from streams.core.policy import PolicyBook
+from streams.core.rules import Cause, is_covered, latest_membership
+from streams.core.state import Membership, PersonState
 
 CoverageKey = tuple[int, str]  # (coverage year, roster pool)
 

@@ -13,7 +13,7 @@
   crash, events since the last commit are processed again and re-emit identical alert records.
 - ``wall_clock`` (when the clock is ``wall``) runs on the leader and writes a tick to every
   partition every ``tick_interval`` seconds, aligned to local midnight (so hourly ticks fall on the
-  hour), plus each policy checkpoint's 00:00 tick at its own instant (``streams.clock.due_ticks``).
+  hour), plus each policy checkpoint's 00:00 tick at its own instant (``streams.core.clock.due_ticks``).
 """
 
 from __future__ import annotations
@@ -27,17 +27,17 @@ from typing import Any
 import faust
 from aiohttp import web
 
-from enrollbridge.kafka import faust_credentials
-from enrollbridge.settings import Settings
+from infra.kafka import faust_credentials
+from infra.settings import Settings
+from infra.topics import SOURCE_EVENT, Topics
 from schemas.codec import LOG_EVENT_NAMES, UndecodableMessage, decode_message, encode_message
 from schemas.models import ClockTick, CoverageRecord, DeadLetter, Event, SourceEvent
 from schemas.times import format_instant
-from streams.clock import due_ticks, tick_message
-from streams.engine import Engine
-from streams.outbox import Outbox
-from streams.person_table import TablePartition
-from streams.policy import PolicyBook
-from streams.topics import SOURCE_EVENT, Topics
+from streams.core.clock import due_ticks, tick_message
+from streams.core.engine import Engine
+from streams.core.policy import PolicyBook
+from streams.live.outbox import Outbox
+from streams.live.partition_store import TablePartition
 
 ALERT_HEADERS = ("enrollbridge.log-partition", "enrollbridge.log-offset")
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from types import TracebackType
 
-from enrollbridge.errors import InputError
+from infra.errors import InputError
 
 
 def tansu_binary() -> Path:

@@ -33,21 +33,21 @@ from pydantic import SecretStr
 
 from connectors.identity import Secret, person_key
 from connectors.ingest import ingest_files
-from enrollbridge.broker import EmbeddedBroker, free_port, wait_for_http
 from enrollbridge.demo import prepare_season
-from enrollbridge.kafka import aiokafka_options, start_client
 from enrollbridge.live_demo import start_process, stop_processes
-from enrollbridge.settings import Settings
 from enrollbridge.synth.people import IdentityFactory
+from infra.admin import ensure_topics
+from infra.broker import EmbeddedBroker, free_port, wait_for_http
+from infra.kafka import aiokafka_options, start_client
+from infra.readback import committed_offsets
+from infra.settings import Settings
+from infra.topics import Topics
 from schemas.codec import decode_message, encode_message, write_event_container
 from schemas.models import AlertRecord, ClockTick
 from schemas.times import MS_PER_DAY, parse_instant, start_of_local_day
-from streams.admin import ensure_topics
-from streams.clock import tick_message
-from streams.policy import PolicyBook, load_policies
-from streams.readback import committed_offsets
+from streams.core.clock import tick_message
+from streams.core.policy import PolicyBook, load_policies
 from streams.replay import MergedLog, replay
-from streams.topics import Topics
 
 SECRET = Secret(b"benchmark-only-secret")
 
@@ -275,7 +275,7 @@ def run_contender(
                         [
                             sys.executable,
                             "-m",
-                            "benchmarks.baselines",
+                            "enrollbridge.bench.baselines",
                             kind,
                             broker,
                             topic,
@@ -285,7 +285,7 @@ def run_contender(
                         ],
                         stdout=out,
                         stderr=subprocess.STDOUT,
-                        cwd=Path(__file__).resolve().parent.parent,
+                        cwd=Path(__file__).resolve().parents[2],
                     )
                 )
     try:
@@ -328,7 +328,7 @@ def fill_store(store_dir: Path, persons: int, partitions: int) -> int:
     """Copy the person states of a stopped worker's RocksDB store under new keys until it holds ``persons``."""
     from rocksdict import Options, Rdict, WriteBatch
 
-    from streams.person_table import partition_of
+    from streams.live.partition_store import partition_of
 
     paths = {int(path.name.rsplit("-", 1)[1].removesuffix(".db")): path for path in store_dir.rglob("persons-*.db")}
     # Opened as Faust's rocksdict driver opens them: raw bytes, no pickling.

@@ -1,5 +1,5 @@
 """``enrollbridge archive``: the unified log and the alerts topic copied from Kafka into Avro
-container files, one per partition and offset range, chained in the manifest (``streams.manifest``).
+container files, one per partition and offset range, chained in the manifest (``audit.manifest``).
 
 Layout of an archive directory::
 
@@ -25,8 +25,11 @@ from typing import Any
 import click
 from tqdm import tqdm
 
-from enrollbridge.errors import InputError
-from enrollbridge.settings import Settings
+from audit.manifest import Entry, append_entry, file_digest, head, read_entries
+from infra.errors import InputError
+from infra.readback import TopicTail, partition_count, wait_until_processed
+from infra.settings import Settings
+from infra.topics import Topics
 from schemas.codec import (
     LOG_EVENT_NAMES,
     UndecodableMessage,
@@ -35,10 +38,7 @@ from schemas.codec import (
     write_record_container,
 )
 from schemas.models import AlertRecord, ClockTick, Event, Record, SourceEvent
-from streams.manifest import Entry, append_entry, file_digest, head, read_entries
-from streams.readback import TopicTail, partition_count, wait_until_processed
 from streams.replay import FIRST_OFFSET_METADATA, PARTITION_METADATA
-from streams.topics import Topics
 
 TOPIC_METADATA = "enrollbridge.topic"
 
@@ -197,8 +197,8 @@ def archive_log_offline(
     partitions as the funnel does (ticks into every partition), ``segments`` segments each, and the
     alerts each partition's engine emits. For benchmarks and tests of ``audit verify``;
     ``adjust_alerts`` lets a test forge the alerts of a partition before they are written."""
-    from streams.person_table import partition_of
-    from streams.policy import load_policies
+    from streams.core.policy import load_policies
+    from streams.live.partition_store import partition_of
     from streams.replay import replay_partition
 
     archive.mkdir(parents=True, exist_ok=True)

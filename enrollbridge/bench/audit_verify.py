@@ -1,6 +1,6 @@
 """How fast ``audit verify`` checks and replays an archive of about 1,000,000 log events.
 
-    python -m benchmarks.audit_verify [--students 340000] [--partitions 4] [--work DIR]
+    python -m enrollbridge.bench.audit_verify [--students 340000] [--partitions 4] [--work DIR]
 
 Generates a Liuzhou season, reads it through the connectors, writes the archive a fault-free live run
 would leave (``archive_log_offline``), then times ``verify_archive`` against a baseline measured in
@@ -18,12 +18,12 @@ from pathlib import Path
 
 import fastavro
 
-from connectors.archive import archive_log_offline
+from audit.archive import archive_log_offline
+from audit.verify import VERIFIED, verify_archive
 from connectors.identity import Secret
 from enrollbridge.demo import prepare_season
 from schemas.times import parse_instant
-from streams.audit import VERIFIED, verify_archive
-from streams.policy import load_policies
+from streams.core.policy import load_policies
 from streams.replay import MergedLog
 
 

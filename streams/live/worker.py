@@ -10,10 +10,10 @@ from typing import TYPE_CHECKING
 
 import click
 
-from enrollbridge.broker import EmbeddedBroker
-from enrollbridge.settings import Settings
-from streams.admin import ensure_topics
-from streams.policy import load_policies
+from infra.admin import ensure_topics
+from infra.broker import EmbeddedBroker
+from infra.settings import Settings
+from streams.core.policy import load_policies
 
 if TYPE_CHECKING:
     import faust
@@ -39,7 +39,7 @@ def kafka_for(settings: Settings, who: str) -> Iterator[Settings]:
 
 def run_worker(settings: Settings) -> None:
     """Run until interrupted (SIGINT/SIGTERM)."""
-    from streams.app import create_app
+    from streams.live.faust_app import create_app
 
     policies = load_policies(settings.policy_file)
     with kafka_for(settings, "worker") as settings:

@@ -7,9 +7,9 @@ import contextlib
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
-from enrollbridge.kafka import aiokafka_options, start_client
-from enrollbridge.settings import Settings
-from streams.topics import Topics
+from infra.kafka import aiokafka_options, start_client
+from infra.settings import Settings
+from infra.topics import Topics
 
 
 async def ensure_topics(settings: Settings, topics: Topics | None = None, timeout: float = 30.0) -> None:

@@ -1,0 +1,1 @@
+"""The live wiring: the batch processor, its partition store, and the one module that adapts them to Faust."""
