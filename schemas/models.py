@@ -76,6 +76,11 @@ class PaymentAction(StrEnum):
     REFUNDED = "REFUNDED"
 
 
+class PaymentPurpose(StrEnum):
+    CONTRIBUTION = "CONTRIBUTION"
+    REPAIR = "REPAIR"
+
+
 class HardshipCategory(StrEnum):
     EXTREME_POVERTY = "EXTREME_POVERTY"
     MINIMUM_LIVING = "MINIMUM_LIVING"
@@ -134,6 +139,12 @@ class PersonEvent(Event):
     occurred_at: EpochMillis
     masked_id: str
 
+    @property
+    def version_time(self) -> int:
+        """When this version of the agency's record was written: ``recorded_at``, else ``occurred_at``."""
+        recorded: int | None = getattr(self, "recorded_at", None)
+        return self.occurred_at if recorded is None else recorded
+
 
 class RosterChange(PersonEvent):
     schema_name: ClassVar[str] = "RosterChange"
@@ -143,6 +154,8 @@ class RosterChange(PersonEvent):
     school_region: RegionCode
     action: RosterAction
     student_ref: str
+    recorded_at: EpochMillis | None = None  # since version 2 (RegistrationChange: 3)
+    id_type: str | None = None  # since version 2 (RegistrationChange: 3)
 
 
 class RegistrationChange(PersonEvent):
@@ -153,6 +166,8 @@ class RegistrationChange(PersonEvent):
     action: RegistrationAction
     enrollment_ref: str
     channel: str | None = None  # since version 2 of the schema
+    recorded_at: EpochMillis | None = None  # since version 2 (RegistrationChange: 3)
+    id_type: str | None = None  # since version 2 (RegistrationChange: 3)
 
 
 class PaymentChange(PersonEvent):
@@ -163,6 +178,9 @@ class PaymentChange(PersonEvent):
     action: PaymentAction
     payment_ref: str
     channel: str | None = None
+    recorded_at: EpochMillis | None = None  # since version 2 (RegistrationChange: 3)
+    id_type: str | None = None  # since version 2 (RegistrationChange: 3)
+    purpose: PaymentPurpose | None = None  # since version 2; None is CONTRIBUTION
 
 
 class HardshipStatusChange(PersonEvent):
@@ -173,11 +191,14 @@ class HardshipStatusChange(PersonEvent):
     valid_from: EpochDays
     valid_to: EpochDays | None = None
     status_ref: str
+    recorded_at: EpochMillis | None = None  # since version 2 (RegistrationChange: 3)
+    id_type: str | None = None  # since version 2 (RegistrationChange: 3)
 
 
 class ClockTick(Event):
     schema_name: ClassVar[str] = "ClockTick"
     occurred_at: EpochMillis
+    incomplete: tuple[str, ...] | None = None  # since version 2: gating sources below their watermark
 
 
 SourceEvent = RosterChange | RegistrationChange | PaymentChange | HardshipStatusChange
@@ -209,6 +230,10 @@ class AlertDetails(Record):
     registrations: tuple[RegistrationRef, ...] = ()
     payment_refs: tuple[str, ...] = ()
     approval_pools: tuple[str, ...] = ()
+    school_name: str | None = None  # since version 2
+    incomplete_sources: tuple[str, ...] = ()  # since version 2
+    lapsed_years: int | None = None  # since version 2
+    repaired_years: int | None = None  # since version 2
 
 
 class AlertRecord(Record):
@@ -262,6 +287,8 @@ class CoverageRecord(Record):
     covered: bool
     as_of: EpochMillis
     cause: str
+    school_name: str | None = None  # since version 2
+    continuous_years: int | None = None  # since version 2
 
 
 MODELS_BY_NAME: dict[str, type[Record]] = {
