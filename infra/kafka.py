@@ -52,21 +52,6 @@ def kafka_python_options(settings: Settings) -> dict[str, Any]:
     }
 
 
-def faust_credentials(settings: Settings) -> Any:
-    """Faust ``broker_credentials`` for the configured security protocol (None for PLAINTEXT)."""
-    import faust
-
-    context = ssl_context(settings)
-    if settings.security_protocol.startswith("SASL"):
-        password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
-        return faust.SASLCredentials(
-            username=settings.sasl_username, password=password, ssl_context=context, mechanism=settings.sasl_mechanism
-        )
-    if context is not None:
-        return faust.SSLCredentials(context)
-    return None
-
-
 def connection_problem(settings: Settings, error: BaseException) -> InputError:
     """One clear line for a Kafka client that could not start (never the password)."""
     where = f"Kafka at {settings.bootstrap_servers}"

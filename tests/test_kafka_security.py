@@ -20,10 +20,11 @@ import pytest
 from pydantic import SecretStr
 
 from infra.broker import EmbeddedBroker
-from infra.kafka import aiokafka_options, faust_credentials, kafka_python_options
+from infra.kafka import aiokafka_options, kafka_python_options
 from infra.readback import read_topic
 from infra.settings import Settings
 from infra.topics import Topics
+from streams.live.faust_app import faust_credentials
 from tests.cli import enrollbridge
 from tests.files import GOOD_ROWS, write_csv
 

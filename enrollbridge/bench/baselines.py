@@ -17,7 +17,7 @@ from typing import Any
 def faust_baseline(bootstrap: str, topic: str, group: str, partitions: int, store: str) -> None:
     import faust
 
-    from streams.live.worker import run_faust_app
+    from streams.live.faust_app import run_faust_app
 
     app = faust.App(
         group, broker=f"kafka://{bootstrap}", store="memory://", topic_partitions=partitions,

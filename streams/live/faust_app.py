@@ -1,69 +1,59 @@
-"""The live worker: a Faust app, wired in this one file.
+"""The one module that touches Faust: it adapts the worker's batch processors to Faust's agents, table,
+producer and leader timer, and runs the app.
 
     per-source topics --funnel--> unified log (events.v1) --rules--> alerts.v1, coverage.v1
                          \\                            \\
                           +-> dlq.v1 (undecodable)      +-> persons table (RocksDB or memory, changelogged)
 
-- ``funnel`` checks every message on the four agency topics against the contract and forwards it,
-  unchanged, to the unified log keyed by ``person_key``; anything else goes to the dead-letter topic
-  with its topic, partition and offset.
-- ``rules`` reads only the unified log. Each partition has its own engine (the same one the offline
-  replay uses). Per batch: alerts and coverage status changes are sent and acknowledged, then state
-  changes are persisted (see ``streams/person_table.py``), then the events are acknowledged. At-least-once: after a
-  crash, events since the last commit are processed again and re-emit identical alert records.
+- ``funnel`` hands every message of the four agency topics to ``processor.Funnel`` and sends what it
+  returns (the same bytes to the unified log, or a dead letter).
+- ``rules`` hands each partition's share of a batch to that partition's ``processor.RulesProcessor``,
+  then makes its output durable in order: alerts and coverage changes sent and acknowledged (one
+  record batch per topic partition, ``streams/live/outbox.py``), then the state changes sent to the
+  table's changelog and acknowledged, then written to the local store, then the events committed.
+  At-least-once: after a crash, events since the last commit are processed again and re-emit
+  identical alert records.
 - ``wall_clock`` (when the clock is ``wall``) runs on the leader and writes a tick to every
-  partition every ``tick_interval`` seconds, aligned to local midnight (so hourly ticks fall on the
-  hour), plus each policy checkpoint's 00:00 tick at its own instant (``streams.core.clock.due_ticks``).
+  partition every ``tick_interval`` seconds, aligned to local midnight, plus each policy checkpoint's
+  00:00 tick at its own instant (``streams.core.clock.due_ticks``).
+
+Faust internals this module relies on are pinned by ``tests/test_faust_contract.py``, so an upgrade
+that changes them fails there, by name.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
-from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 import faust
 from aiohttp import web
 
-from infra.kafka import faust_credentials
+from infra.kafka import ssl_context
 from infra.settings import Settings
-from infra.topics import SOURCE_EVENT, Topics
-from schemas.codec import LOG_EVENT_NAMES, UndecodableMessage, decode_message, encode_message
-from schemas.models import ClockTick, CoverageRecord, DeadLetter, Event, SourceEvent
-from schemas.times import format_instant
+from infra.topics import Topics
 from streams.core.clock import due_ticks, tick_message
-from streams.core.engine import Engine
 from streams.core.policy import PolicyBook
 from streams.live.outbox import Outbox
-from streams.live.partition_store import TablePartition
+from streams.live.partition_store import Write, owning_partition
+from streams.live.processor import Funnel, Outgoing, RulesProcessor, WorkerStatus
 
-ALERT_HEADERS = ("enrollbridge.log-partition", "enrollbridge.log-offset")
 
-
-class WorkerStatus:
-    """What this worker has done, for the status page and the logs (never any personal data)."""
-
-    def __init__(self) -> None:
-        self.started = time.time()
-        self.events = 0
-        self.ticks = 0
-        self.forwarded = 0
-        self.dead_letters: Counter[str] = Counter()
-        self.alerts: Counter[str] = Counter()
-        self.clock: dict[int, int] = {}
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "uptime_seconds": round(time.time() - self.started, 1),
-            "events": self.events,
-            "ticks": self.ticks,
-            "forwarded": self.forwarded,
-            "dead_letters": dict(self.dead_letters),
-            "alert_transitions": dict(self.alerts),
-            "clock": {str(p): format_instant(now) for p, now in sorted(self.clock.items())},
-        }
+def faust_credentials(settings: Settings) -> Any:
+    """Faust ``broker_credentials`` for the configured security protocol (None for PLAINTEXT)."""
+    context = ssl_context(settings)
+    if settings.security_protocol.startswith("SASL"):
+        password = settings.sasl_password.get_secret_value() if settings.sasl_password else ""
+        return faust.SASLCredentials(
+            username=settings.sasl_username, password=password, ssl_context=context, mechanism=settings.sasl_mechanism
+        )
+    if context is not None:
+        return faust.SSLCredentials(context)
+    return None
 
 
 def _with_fetch_wait(app: faust.App, wait_ms: int) -> None:
@@ -85,6 +75,100 @@ def _with_fetch_wait(app: faust.App, wait_ms: int) -> None:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
 
     app.transport.Consumer = Consumer
+
+
+class TableLocalData:
+    """One partition of the Faust table's local store (RocksDB or memory): what ``PartitionStore``
+    reads, plus the writes the adapter applies after the changelog has acknowledged them."""
+
+    def __init__(self, table: Any, partition: int, partitions: int) -> None:
+        from faust.stores.rocksdb import Store as RocksDBStore
+
+        self.store = table.data
+        self.partition = partition
+        self.partitions = partitions
+        self.rocksdb = isinstance(self.store, RocksDBStore)
+        # The memory store keeps every partition in one dict: this partition's keys are found once
+        # (deciding every key's partition on every sweep cost more than the sweep) and then kept up to
+        # date here, the only writer of this partition while the processor that owns it lives.
+        self._keys: set[bytes] | None = None
+
+    def _db(self) -> Any:
+        return self.store._db_for_partition(self.partition)
+
+    def get(self, key: bytes) -> bytes | None:
+        value = self._db().get(key) if self.rocksdb else self.store.data.get(key)
+        return None if value is None else bytes(value)
+
+    def items(self, start: bytes = b"", stop: bytes | None = None) -> Iterator[tuple[bytes, bytes]]:
+        if self.rocksdb:
+            offset_key = self.store.offset_key
+            for key, value in self._db().items(from_key=start):
+                if stop is not None and key >= stop:
+                    return
+                if key != offset_key:
+                    yield key, value
+            return
+        keys = sorted(key for key in self._own_keys() if key >= start and (stop is None or key < stop))
+        for key in keys:
+            yield key, self.store.data[key]
+
+    def _own_keys(self) -> set[bytes]:
+        if self._keys is None:
+            self._keys = {key for key in self.store.data if owning_partition(key, self.partitions) == self.partition}
+        return self._keys
+
+    def write(self, key: bytes, value: bytes | None) -> None:
+        if self.rocksdb:
+            db = self._db()
+            if value is None:
+                db.delete(key)
+            else:
+                db.put(key, value)
+        elif value is None:
+            self.store.data.pop(key, None)
+            self._own_keys().discard(key)
+        else:
+            self.store.data[key] = value
+            self._own_keys().add(key)
+
+
+class PersonsTable:
+    """The persons table's partitions as the processors' stores, and the changelog-first persistence."""
+
+    def __init__(self, table: Any, partitions: int) -> None:
+        self.table = table
+        self.partitions = partitions
+        self.changelog: str = table.changelog_topic.get_topic_name()
+
+    def local(self, partition: int) -> TableLocalData:
+        return TableLocalData(self.table, partition, self.partitions)
+
+    async def persist(self, local: TableLocalData, writes: list[Write], applied: Write | None) -> None:
+        """Changelog first (acknowledged), then the local store.
+
+        The records go straight to the changelog topic in record batches (``streams.live.outbox``)
+        rather than through ``Table.send_changelog``, whose per-record futures and buffer cost more
+        than the rules do; the records, their partition and the store's persisted offset are what
+        Faust's own path gives.
+
+        The batch ends with one record written alone after the rest is acknowledged: the log offset
+        this partition's state now reflects. The changelog's last batch is then a single record, so
+        its end is never hidden by a broker that reports a batch's base offset as the end (the
+        embedded Tansu does), and a worker taking the partition over recovers it whole.
+        """
+        if not writes or applied is None:
+            return
+        producer = self.table.app.producer
+        outbox = Outbox(producer._ensure_producer())
+        for key, value in writes:
+            await outbox.add(self.changelog, local.partition, key, value)
+        await outbox.flush()
+        sent = await (await producer.send(self.changelog, applied[0], applied[1], local.partition, None, None))
+        for key, value in [*writes, applied]:
+            local.write(key, value)
+        # What Faust's changelog callback does: on restart, recovery resumes after this offset.
+        self.table.data.set_persisted_offset(sent.topic_partition, sent.offset)
 
 
 def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
@@ -119,110 +203,66 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
     raw = {"key_type": bytes, "value_type": bytes, "partitions": settings.partitions}
     source_topics = app.topic(*topics.sources.values(), **raw)
     events_topic = app.topic(topics.events, **raw)
-    persons = app.Table("persons", key_type=bytes, value_type=bytes, partitions=settings.partitions)
-    expected_type = {topic: SOURCE_EVENT[source].schema_name for source, topic in topics.sources.items()}
-    engines: dict[int, tuple[Engine, TablePartition]] = {}
+    persons = PersonsTable(
+        app.Table("persons", key_type=bytes, value_type=bytes, partitions=settings.partitions), settings.partitions
+    )
+    funnel_processor = Funnel(topics, status)
+    processors: dict[int, tuple[RulesProcessor, TableLocalData]] = {}
 
-    async def send(topic: str, key: bytes | None, value: bytes, partition: int | None = None,
-                   headers: Sequence[tuple[str, bytes]] | None = None) -> Awaitable[Any]:  # fmt: skip
-        future: Awaitable[Any] = await app.producer.send(topic, key, value, partition, None, headers)
+    async def send(message: Outgoing) -> Awaitable[Any]:
+        future: Awaitable[Any] = await app.producer.send(
+            message.topic, message.key, message.value, message.partition, None, list(message.headers) or None
+        )
         return future
 
-    def dead_letter(event: faust.types.EventT, error: UndecodableMessage) -> DeadLetter:
-        message = event.message
-        status.dead_letters[error.code] += 1
-        return DeadLetter(
-            source=message.topic,
-            origin=f"{message.topic}[{message.partition}]@{message.offset}",
-            topic=message.topic,
-            partition=message.partition,
-            offset=message.offset,
-            error_code=error.code,
-            message=str(error),
-            record={"size": str(len(message.value or b""))},
-        )
+    def processor_for(partition: int) -> tuple[RulesProcessor, TableLocalData]:
+        if partition not in processors:
+            local = persons.local(partition)
+            processors[partition] = (RulesProcessor(policies, topics, partition, local, status), local)
+        return processors[partition]
 
     @app.agent(source_topics)
     async def funnel(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
             pending = []
             for event in batch:
-                try:
-                    record = decode_message(event.value, (expected_type[event.message.topic],))
-                except UndecodableMessage as error:
-                    letter = dead_letter(event, error)
-                    pending.append(
-                        await send(topics.dead_letters, event.message.topic.encode(), encode_message(letter))
-                    )
-                    continue
-                assert isinstance(record, Event)
-                person_key = getattr(record, "person_key", "").encode()
-                # Forward the bytes unchanged: the log holds exactly what the agency's connector wrote.
-                pending.append(await send(topics.events, person_key, event.value))
-                status.forwarded += 1
+                message = event.message
+                pending.append(await send(funnel_processor.route(message.topic, message.partition, message.offset,
+                                                                 event.value)))  # fmt: skip
             await asyncio.gather(*pending)
-
-    coverage_changes: list[CoverageRecord] = []  # filled by the engine being driven, sent right after
-
-    def engine_for(partition: int) -> tuple[Engine, TablePartition]:
-        if partition not in engines:
-            store = TablePartition(persons, partition, settings.partitions)
-            engines[partition] = (Engine(policies, store, coverage_changes.append), store)
-        return engines[partition]
 
     @app.agent(events_topic)
     async def rules(stream: faust.StreamT[bytes]) -> None:
         async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            by_partition: dict[int, list[faust.types.EventT]] = {}
+            by_partition: dict[int, list[tuple[int, bytes | None]]] = {}
             for event in batch:
-                by_partition.setdefault(event.message.partition, []).append(event)
-            pending = []  # dead letters
-            outbox = Outbox(app)
-            for partition, events in by_partition.items():
-                engine, _ = engine_for(partition)
-                for event in events:
-                    message = event.message
-                    try:
-                        logged = decode_message(event.value, LOG_EVENT_NAMES)
-                    except UndecodableMessage as error:
-                        pending.append(
-                            await send(topics.dead_letters, b"events", encode_message(dead_letter(event, error)))
-                        )
-                        continue
-                    assert isinstance(logged, ClockTick | SourceEvent)
-                    if isinstance(logged, ClockTick):
-                        status.ticks += 1
+                by_partition.setdefault(event.message.partition, []).append((event.message.offset, event.value))
+            outbox = Outbox(app.producer._ensure_producer())
+            pending = []  # dead letters, keyed sends
+            outputs = []
+            for partition, records in by_partition.items():
+                processor, local = processor_for(partition)
+                output = processor.process(records)
+                for message in output.messages:
+                    if message.partition is None:
+                        pending.append(await send(message))
                     else:
-                        status.events += 1
-                    headers = [
-                        (ALERT_HEADERS[0], str(partition).encode()),
-                        (ALERT_HEADERS[1], str(message.offset).encode()),
-                    ]
-                    for alert in engine.process(logged):
-                        status.alerts[f"{alert.kind} {alert.status}"] += 1
-                        value = encode_message(alert)
-                        await outbox.add(topics.alerts, partition, alert.alert_id.encode(), value, headers)
-                    for change in coverage_changes:
-                        key = change.person_key.encode()
-                        await outbox.add(topics.coverage, partition, key, encode_message(change), headers)
-                    coverage_changes.clear()
-                if engine.now is not None:
-                    status.clock[partition] = engine.now
+                        await outbox.add(message.topic, message.partition, message.key, message.value, message.headers)
+                outputs.append((local, output))
             # Alerts and coverage are on their topics before the state that caused them.
             await outbox.flush()
             await asyncio.gather(*pending)
-            for partition, events in by_partition.items():
-                _, store = engines[partition]
-                await store.persist(store.take_writes(), events[-1].message.offset)
+            for local, output in outputs:
+                await persons.persist(local, output.table_writes, output.applied)
 
     @app.on_partitions_revoked.connect
-    async def forget_engines(_app: faust.App, revoked: set[Any], **_: Any) -> None:
+    async def forget_processors(_app: faust.App, revoked: set[Any], **_: Any) -> None:
         # A partition may come back after another worker advanced it: rebuild from the table then.
-        engines.clear()
+        processors.clear()
 
     @app.on_partitions_assigned.connect
-    async def reset_engines(_app: faust.App, assigned: set[Any], **_: Any) -> None:
-        engines.clear()
+    async def reset_processors(_app: faust.App, assigned: set[Any], **_: Any) -> None:
+        processors.clear()
 
     if settings.clock == "wall":
         checkpoint_ticks = policies.checkpoint_tick_times()
@@ -235,7 +275,8 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
                 last_tick[-1] if last_tick else None, int(time.time() * 1000), interval_ms, checkpoint_ticks
             ):
                 value = tick_message(at)
-                await asyncio.gather(*[await send(topics.events, None, value, p) for p in range(settings.partitions)])
+                ticks = [Outgoing(topics.events, None, value, p) for p in range(settings.partitions)]
+                await asyncio.gather(*[await send(tick) for tick in ticks])
                 last_tick[:] = [at]
 
     @app.page("/")
@@ -252,3 +293,22 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
         return web.json_response(status.as_dict())
 
     return app
+
+
+def run_faust_app(app: faust.App, loglevel: str, loop: asyncio.AbstractEventLoop) -> None:
+    """Run a Faust app as a worker until interrupted, logging at ``loglevel``.
+
+    Without its terminal spinner: the spinner sets the root logger to DEBUG so it can spin on every
+    record, and then every send of every message builds a debug log record (about 5 % of the worker's time).
+    """
+    from faust.worker import Worker
+
+    class QuietWorker(Worker):  # type: ignore[misc]
+        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
+            # Instead of the spinner's handler; aiokafka warns about every retry it then makes.
+            logging.getLogger("aiokafka").setLevel(logging.ERROR)
+
+    worker = QuietWorker(app, loglevel=loglevel, loop=loop, quiet=True, override_logging=True)
+    worker.spinner = None
+    with contextlib.suppress(SystemExit):
+        worker.execute_from_commandline()

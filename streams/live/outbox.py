@@ -17,9 +17,9 @@ Headers = Sequence[tuple[str, bytes]]
 
 
 class Outbox:
-    def __init__(self, app: Any) -> None:
-        """Sends through the started Faust ``app``'s aiokafka producer (its transport's, not a second one)."""
-        self._producer = app.producer._ensure_producer()
+    def __init__(self, producer: Any) -> None:
+        """Sends through a started aiokafka producer (the worker's: its transport's, not a second one)."""
+        self._producer = producer
         self._open: dict[tuple[str, int], Any] = {}  # (topic, partition) -> BatchBuilder being filled
         self._submitted: list[asyncio.Future[Any]] = []
 

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 import click
 
@@ -14,9 +12,6 @@ from infra.admin import ensure_topics
 from infra.broker import EmbeddedBroker
 from infra.settings import Settings
 from streams.core.policy import load_policies
-
-if TYPE_CHECKING:
-    import faust
 
 
 @contextlib.contextmanager
@@ -39,7 +34,7 @@ def kafka_for(settings: Settings, who: str) -> Iterator[Settings]:
 
 def run_worker(settings: Settings) -> None:
     """Run until interrupted (SIGINT/SIGTERM)."""
-    from streams.live.faust_app import create_app
+    from streams.live.faust_app import create_app, run_faust_app
 
     policies = load_policies(settings.policy_file)
     with kafka_for(settings, "worker") as settings:
@@ -53,22 +48,3 @@ def run_worker(settings: Settings) -> None:
             err=True,
         )
         run_faust_app(app, settings.log_level, loop)
-
-
-def run_faust_app(app: faust.App, loglevel: str, loop: asyncio.AbstractEventLoop) -> None:
-    """Run a Faust app as a worker until interrupted, logging at ``loglevel``.
-
-    Without its terminal spinner: the spinner sets the root logger to DEBUG so it can spin on every
-    record, and then every send of every message builds a debug log record (about 5 % of the worker's time).
-    """
-    from faust.worker import Worker
-
-    class QuietWorker(Worker):  # type: ignore[misc]
-        def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
-            # Instead of the spinner's handler; aiokafka warns about every retry it then makes.
-            logging.getLogger("aiokafka").setLevel(logging.ERROR)
-
-    worker = QuietWorker(app, loglevel=loglevel, loop=loop, quiet=True, override_logging=True)
-    worker.spinner = None
-    with contextlib.suppress(SystemExit):
-        worker.execute_from_commandline()
