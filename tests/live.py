@@ -51,13 +51,20 @@ def live_settings(bootstrap: str, folder: Path, **changes: Any) -> Settings:
 class Season:
     """A generated season read through the connectors into event files, ready to stream."""
 
-    def __init__(self, folder: Path, students: int, seed: int, policies: PolicyBook | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        students: int,
+        seed: int,
+        policies: PolicyBook | None = None,
+        rates: dict[str, float] | None = None,
+    ) -> None:
         self.folder = folder
         self.policies = policies or load_policies()
         policy = self.policies.get("450200", 2024)
         assert policy is not None
         secret = Secret(TEST_SECRET.encode())
-        config = SeasonConfig("450200", 2024, students, seed, folder, policy, self.policies)
+        config = SeasonConfig("450200", 2024, students, seed, folder, policy, self.policies, rates=dict(rates or {}))
         self.manifest = SeasonGenerator(config, secret).generate(progress=False)
         self.event_files = []
         for source in SOURCES:
