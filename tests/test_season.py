@@ -80,6 +80,7 @@ def _final_states(lines: bytes) -> dict[str, tuple[str, str]]:
     return final
 
 
+@pytest.mark.slow
 def test_ingest_counts_are_what_the_season_expects(large_season: Season) -> None:
     for source in SOURCES:
         expected = large_season.manifest["files"][source]
@@ -94,6 +95,7 @@ def test_ingest_counts_are_what_the_season_expects(large_season: Season) -> None
         assert codes == expected["rejected_by_code"]
 
 
+@pytest.mark.slow
 def test_replay_reproduces_the_ground_truth_exactly(large_season: Season) -> None:
     truth_lines = (large_season.folder / "expected_alerts.jsonl").read_bytes()
     truth = _final_states(truth_lines)
@@ -116,6 +118,7 @@ def test_replay_reproduces_the_ground_truth_exactly(large_season: Season) -> Non
             assert record["details"]["benefit_start"] == starts[record["alert_id"]]
 
 
+@pytest.mark.slow
 def test_replay_prints_the_alert_summary(large_season: Season) -> None:
     truth = _final_states((large_season.folder / "expected_alerts.jsonl").read_bytes())
     for kind in ("UNENROLLED", "DUPLICATE_ENROLLMENT", "WAITING_PERIOD"):

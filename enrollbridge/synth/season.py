@@ -1,10 +1,9 @@
 """A synthetic season for one pooling area and coverage year, with its ground truth.
 
 Each student gets one profile: normal, or one anomaly. The anomaly decides the records written
-for the student and the alerts the rules must produce, so the ground truth is known by
-construction, not by running the rules. UNENROLLED and UNPAID depend on timing (when a
-registration or payment lands relative to the first checkpoint), so they are computed from a small
-coverage timeline of the student's own records, independently of ``streams/``.
+for the student and the alerts the rules must produce, so part of the ground truth is known by
+construction; the rest (UNENROLLED and UNPAID, which depend on timing) is computed by
+``enrollbridge.synth.truth`` from the student's planned records, without the rules.
 
 Generation streams student by student: memory does not grow with the number of students.
 """
@@ -17,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import orjson
 from tqdm import tqdm
@@ -26,6 +25,14 @@ from connectors.identity import Secret, check_character, person_key
 from enrollbridge.synth.geography import AGES, TYPE_SHARES, School, counties_of, neighbour_pool, plan_schools
 from enrollbridge.synth.output import SourceFile
 from enrollbridge.synth.people import IdentityFactory, birth_date, legacy_form, random_name
+from enrollbridge.synth.truth import (
+    Contribution,
+    PlannedPayment,
+    PlannedRegistration,
+    PlannedStatus,
+    SeasonTruth,
+    StudentHistory,
+)
 from schemas.regions import pool_of
 from schemas.times import (
     CST,
@@ -38,7 +45,6 @@ from schemas.times import (
     year_bounds,
 )
 from streams.core.policy import Policy, PolicyBook
-from streams.core.rules import alert_id
 
 PROFILES = (
     "unenrolled",
@@ -95,44 +101,17 @@ class SeasonConfig:
     headers: str = "chinese"
 
 
-class _Registration(NamedTuple):
-    at: int
-    ref: str
-    insurance_type: str
-    pool: str
-    active: bool
-
-
-class _Payment(NamedTuple):
-    at: int
-    ref: str
-    fen: int
-    pool: str
-    paid: bool
-
-
-class _Status(NamedTuple):
-    at: int
-    category: str
-    certified: bool
-
-
 @dataclass
 class _Student:
-    """One student's records as planned, and the alerts known by construction."""
+    """One student: identity, school, the rows written, and the planned history the truth is computed from."""
 
     number: str
     key: str
     name: str
     school: School
     student_ref: str
-    roster: list[tuple[int, bool]] = field(default_factory=list)
-    registrations: list[_Registration] = field(default_factory=list)
-    payments: list[_Payment] = field(default_factory=list)
-    statuses: list[_Status] = field(default_factory=list)
+    history: StudentHistory
     rows: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
-    known_alerts: dict[tuple[str, str], str] = field(default_factory=dict)
-    benefit_start: int | None = None
 
 
 def _time_text(ms: int, with_offset: bool) -> str:
@@ -166,7 +145,12 @@ class SeasonGenerator:
         self.full_subsidy = sorted(c for c, share in self.policy.subsidy.items() if share >= 1.0)
         self.partial_subsidy = sorted(c for c, share in self.policy.subsidy.items() if 0.0 < share < 1.0)
         self.serial = 0
-        self.truth_counts: Counter[tuple[str, str]] = Counter()
+        self.truth = SeasonTruth(
+            config.pool,
+            self.year,
+            self.first_checkpoint,
+            Contribution(self.policy.contribution_fen, self.policy.subsidy),
+        )
         self.profile_counts: Counter[str] = Counter()
         self.bad_rows: Counter[tuple[str, str]] = Counter()
         self._owed: dict[frozenset[str], int] = {}
@@ -220,12 +204,13 @@ class SeasonGenerator:
         school_type = self.rng.choices(names, weights)[0]
         school = self.rng.choice(self.schools[school_type])
         number = self.ids.new(birth_date(self.rng, self.year, AGES[school_type]))
+        key = person_key(number, self.secret)
         return _Student(
-            number, person_key(number, self.secret), random_name(self.rng), school, f"XJ{self.config.pool}-{index:09d}"
+            number, key, random_name(self.rng), school, f"XJ{self.config.pool}-{index:09d}", StudentHistory(key)
         )
 
     def _enrol(self, student: _Student, at: int, enrolled: bool = True) -> None:
-        student.roster.append((at, enrolled))
+        student.history.roster.append((at, enrolled))
         school = student.school
         row = {
             "id_number": student.number, "name": student.name, "school_code": school.code, "school_name": school.name,
@@ -245,7 +230,7 @@ class SeasonGenerator:
         active: bool = True,
     ) -> str:
         ref = ref or self._ref("CB")
-        student.registrations.append(_Registration(at, ref, insurance_type, pool_of(region), active))
+        student.history.registrations.append(PlannedRegistration(at, ref, insurance_type, pool_of(region), active))
         national_code = {"RESIDENT": "390", "EMPLOYEE": "310"}[insurance_type]
         row = {
             "id_number": student.number,
@@ -258,7 +243,7 @@ class SeasonGenerator:
 
     def _pay(self, student: _Student, at: int, fen: int, region: str, ref: str | None = None, paid: bool = True) -> str:
         ref = ref or self._ref("PJ")
-        student.payments.append(_Payment(at, ref, fen, pool_of(region), paid))
+        student.history.payments.append(PlannedPayment(at, ref, fen, pool_of(region), paid))
         number = student.number
         legacy = legacy_form(number)
         if legacy and self.rng.random() < self.rates["legacy_id"]:
@@ -273,7 +258,7 @@ class SeasonGenerator:
 
     def _certify(self, student: _Student, category: str, approval_region: str) -> None:
         at = self._instant(self.collection_start - 200 * MS_PER_DAY, self.collection_start - 20 * MS_PER_DAY)
-        student.statuses.append(_Status(at, category, True))
+        student.history.statuses.append(PlannedStatus(at, category, True))
         first, last = year_bounds(self.year)
         row = {
             "id_number": student.number, "category": category, "approval_region": approval_region,
@@ -287,7 +272,7 @@ class SeasonGenerator:
         key = frozenset(categories)
         owed = self._owed.get(key)
         if owed is None:
-            owed = self._owed[key] = self.policy.expected_fen(categories)
+            owed = self._owed[key] = self.truth.contribution.owed(categories)
         return owed
 
     # -- profiles ------------------------------------------------------------------------------
@@ -299,7 +284,7 @@ class SeasonGenerator:
         self._enrol(
             student, self._instant(self.collection_start - 7 * MS_PER_DAY, self.first_checkpoint - 20 * MS_PER_DAY)
         )
-        known = student.known_alerts
+        known = student.history.known
         if profile in ("unenrolled", "left"):
             if profile == "left":
                 self._enrol(
@@ -375,55 +360,12 @@ class SeasonGenerator:
             paid = self._late_time()
             self._pay(student, paid, full, region)
             known[("WAITING_PERIOD", self.config.pool)] = "OPEN"
-            student.benefit_start = add_months(local_day(paid), self.policy.waiting_period_months)
+            student.history.benefit_start = add_months(local_day(paid), self.policy.waiting_period_months)
             return
         # normal: registers and pays in the collection period
         registered = self._registration_time()
         self._register(student, registered, region)
         self._pay(student, self._paid_after(registered), full, region)
-
-    # -- ground truth --------------------------------------------------------------------------
-
-    def _roster_alerts(self, student: _Student) -> dict[tuple[str, str], str]:
-        """UNENROLLED / UNPAID from the coverage timeline at the first checkpoint and every later change."""
-        changes = sorted(
-            {at for at, _ in student.roster}
-            | {r.at for r in student.registrations}
-            | {p.at for p in student.payments}
-            | {s.at for s in student.statuses}
-        )
-        moments = [self.first_checkpoint] + [at for at in changes if at > self.first_checkpoint]
-        unenrolled: list[bool] = []
-        unpaid: list[bool] = []
-        for moment in moments:
-            on_roster, registered, resident, covered = self._coverage_at(student, moment)
-            unenrolled.append(on_roster and not registered)
-            unpaid.append(on_roster and resident and not covered)
-        found: dict[tuple[str, str], str] = {}
-        for kind, flags in (("UNENROLLED", unenrolled), ("UNPAID", unpaid)):
-            if any(flags):
-                found[(kind, self.config.pool)] = "OPEN" if flags[-1] else "RESOLVED"
-        return found
-
-    def _coverage_at(self, student: _Student, moment: int) -> tuple[bool, bool, bool, bool]:
-        roster = [enrolled for at, enrolled in sorted(student.roster) if at <= moment]
-        on_roster = bool(roster) and roster[-1]
-        latest: dict[str, _Registration] = {}
-        for registration in sorted(student.registrations):
-            if registration.at <= moment:
-                latest[registration.ref] = registration
-        active = [r for r in latest.values() if r.active]
-        categories = [s.category for s in student.statuses if s.at <= moment and s.certified]
-        owed = self._expected_fen(categories)
-        paid: Counter[str] = Counter()
-        for payment in student.payments:
-            if payment.at <= moment:
-                paid[payment.pool] += payment.fen if payment.paid else -payment.fen
-        resident_pools = [r.pool for r in active if r.insurance_type == "RESIDENT"]
-        covered = any(r.insurance_type == "EMPLOYEE" for r in active) or any(
-            pool != self.config.pool or paid[pool] >= owed for pool in resident_pools
-        )
-        return on_roster, bool(active), bool(resident_pools), covered
 
     # -- bad rows ------------------------------------------------------------------------------
 
@@ -486,7 +428,7 @@ class SeasonGenerator:
         }
         redelivered, bad_rate = self.rates["redelivered"], self.rates["bad_rows"]
         with (
-            (out / "expected_alerts.jsonl").open("wb") as truth,
+            (out / "expected_alerts.jsonl").open("wb") as truth_file,
             tqdm(
                 total=self.config.students,
                 unit=" students",
@@ -505,20 +447,8 @@ class SeasonGenerator:
                         code, bad = self._bad_row(source)
                         self.bad_rows[(source, code)] += 1
                         files[source].write(bad)
-                alerts = {**self._roster_alerts(student), **student.known_alerts}
-                for (kind, discriminator), status in sorted(alerts.items()):
-                    self.truth_counts[(kind, status)] += 1
-                    line: dict[str, Any] = {
-                        "alert_id": alert_id(kind, student.key, self.year, discriminator),
-                        "kind": kind,
-                        "status": status,
-                        "person_key": student.key,
-                        "coverage_year": self.year,
-                        "discriminator": discriminator,
-                    }
-                    if kind == "WAITING_PERIOD" and student.benefit_start is not None:
-                        line["benefit_start"] = format_date(student.benefit_start)
-                    truth.write(orjson.dumps(line) + b"\n")
+                for line in self.truth.lines(student.history):
+                    truth_file.write(orjson.dumps(line) + b"\n")
                 if index % 1000 == 999:
                     bar.update(1000)
             bar.update(self.config.students % 1000)
@@ -551,8 +481,8 @@ class SeasonGenerator:
             },
             "profiles": dict(sorted(self.profile_counts.items())),
             "alerts": {
-                kind: {status: n for (k, status), n in sorted(self.truth_counts.items()) if k == kind}
-                for kind in sorted({k for k, _ in self.truth_counts})
+                kind: {status: n for (k, status), n in sorted(self.truth.counts.items()) if k == kind}
+                for kind in sorted({k for k, _ in self.truth.counts})
             },
             "elsewhere_pool": self.elsewhere_pool,
             "first_checkpoint": format_date(self.policy.checkpoints[0]),
