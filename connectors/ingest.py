@@ -50,6 +50,21 @@ class IngestSummary:
         return sum(f.rejected for f in self.files)
 
 
+class VersionTimes:
+    """Passes events on and remembers the latest version time among them: how far a file ingest can
+    declare its source complete (SPEC: by default, the latest version time in the file)."""
+
+    def __init__(self, on_event: EventSink) -> None:
+        self.on_event = on_event
+        self.latest: int | None = None
+
+    def event(self, event: SourceEvent) -> None:
+        version = event.version_time
+        if self.latest is None or version > self.latest:
+            self.latest = version
+        self.on_event(event)
+
+
 def record_type(source: str) -> type[SourceRecord]:
     try:
         return RECORD_TYPES[source]

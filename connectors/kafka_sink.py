@@ -16,7 +16,7 @@ from infra.kafka import kafka_python_options
 from infra.settings import Settings
 from infra.topics import Topics
 from schemas.codec import encode_message
-from schemas.models import DeadLetter, SourceEvent
+from schemas.models import DeadLetter, SourceEvent, SourceWatermark
 
 
 class KafkaSink:
@@ -46,6 +46,10 @@ class KafkaSink:
 
     def dead_letter(self, letter: DeadLetter) -> None:
         self._send(self.topics.dead_letters, letter.source.encode(), encode_message(letter))
+
+    def watermark(self, watermark: SourceWatermark) -> None:
+        """Declare the source complete up to a time (after its records: the producer keeps their order)."""
+        self._send(self.topics.watermarks, watermark.source.encode(), encode_message(watermark))
 
     def close(self) -> None:
         try:

@@ -78,17 +78,35 @@ def _settings(**flags: Any) -> Any:
 @click.option(
     "--encoding", help="Text encoding of CSV/JSON Lines files (default: UTF-8, or GB18030 when the file is not UTF-8)."
 )
+@click.option(
+    "--complete-through",
+    "complete_through",
+    callback=lambda _ctx, _param, value: _instant_option(_ctx, _param, value),
+    help="Declare the source complete up to this time after publishing (default: the latest version time read).",
+)
 @_kafka_options
 def ingest(
-    source: str, files: tuple[Path, ...], out: Path | None, dlq: Path | None, encoding: str | None, **flags: Any
+    source: str,
+    files: tuple[Path, ...],
+    out: Path | None,
+    dlq: Path | None,
+    encoding: str | None,
+    complete_through: int | None,
+    **flags: Any,
 ) -> None:
-    """Validate, pseudonymise and write (or publish) the records of one agency SOURCE."""
+    """Validate, pseudonymise and write (or publish) the records of one agency SOURCE.
+
+    Published to Kafka, the records are followed by the source's watermark: a declaration that the
+    source is complete up to --complete-through, which lets the live clock move on."""
     import asyncio
     import contextlib
+    import time
 
     from connectors.identity import Secret
-    from connectors.ingest import DeadLetterSink, EventSink, ingest_files
+    from connectors.ingest import DeadLetterSink, EventSink, VersionTimes, ingest_files
     from schemas.codec import JsonLinesWriter
+    from schemas.models import SourceWatermark
+    from schemas.times import format_instant
 
     secret = Secret.from_environment()
     on_event: EventSink
@@ -113,7 +131,15 @@ def ingest(
             stack.callback(sink.close)
             on_event, on_dead_letter = sink.event, sink.dead_letter
             where = f"events: {sink.topic}  dead letters: {sink.topics.dead_letters} on {settings.bootstrap_servers}"
-        summary = ingest_files(source, files, secret, on_event, on_dead_letter, encoding=encoding)
+        latest = VersionTimes(on_event)
+        summary = ingest_files(source, files, secret, latest.event, on_dead_letter, encoding=encoding)
+        declared = complete_through if complete_through is not None else latest.latest
+        if out is None and declared is not None:
+            sink.watermark(
+                SourceWatermark(source=source, complete_through=declared, declared_at=int(time.time() * 1000),
+                                origin="ingest " + " ".join(path.name for path in files)[:200])
+            )  # fmt: skip
+            where += f"  {source} complete through {format_instant(declared)}"
     for counts in summary.files:
         notes = []
         if counts.blank_lines:

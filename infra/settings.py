@@ -38,10 +38,23 @@ class Settings(BaseSettings):
     web_port: int = Field(default=6066, ge=0, le=65535)
     policy_file: Path | None = None
     clock: Literal["wall", "off"] = Field(
-        default="wall", description="wall: the leader worker ticks every tick_interval; off: ticks come from elsewhere."
+        default="wall",
+        description="wall: the leader worker ticks as the sources' watermarks pass each tick_interval (never beyond "
+        "the wall clock); off: ticks come from elsewhere.",
     )
     tick_interval: float = Field(
         default=3600.0, gt=0, description="Seconds between wall-clock ticks (at least hourly)."
+    )
+    gating_sources: str = Field(
+        default="education,insurance,tax",
+        pattern=r"^((education|insurance|tax|hardship)(,(education|insurance|tax|hardship))*)?$",
+        description="Sources whose watermarks hold the live clock back (comma-separated; empty: the wall clock alone).",
+    )
+    max_source_silence: float = Field(
+        default=48 * 3600.0,
+        gt=0,
+        description="Seconds of wall time after which a gating source whose watermark has not advanced stops "
+        "holding the clock back.",
     )
     session_timeout: float = Field(
         default=10.0, ge=1.0, description="Seconds before a silent worker's partitions move to another worker."
@@ -70,6 +83,10 @@ class Settings(BaseSettings):
     dashboard_token: SecretStr | None = Field(default=None, description="Login token of the dashboard.")
     pg_dsn: SecretStr | None = Field(default=None, description="PostgreSQL connection string for the sink.")
     pg_schema: str = Field(default="enrollbridge", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
+
+    @property
+    def gating(self) -> tuple[str, ...]:
+        return tuple(source for source in self.gating_sources.split(",") if source)
 
     @property
     def bootstrap_list(self) -> list[str]:

@@ -49,5 +49,10 @@ class Topics:
         """Records and messages that could not become events, with their context."""
         return f"{self.prefix}.dlq.v1"
 
+    @property
+    def watermarks(self) -> str:
+        """Each source's completeness declarations (SourceWatermark), keyed by source: the live clock's input."""
+        return f"{self.prefix}.watermarks.v1"
+
     def all(self) -> list[str]:
-        return [*self.sources.values(), self.events, self.alerts, self.coverage, self.dead_letters]
+        return [*self.sources.values(), self.events, self.alerts, self.coverage, self.dead_letters, self.watermarks]

@@ -19,6 +19,7 @@ RECORD_NAMES = (
     "AlertRecord",
     "CoverageRecord",
     "DeadLetter",
+    "SourceWatermark",
 )
 
 

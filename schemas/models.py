@@ -291,9 +291,18 @@ class CoverageRecord(Record):
     continuous_years: int | None = None  # since version 2
 
 
+class SourceWatermark(Record):
+    schema_name: ClassVar[str] = "SourceWatermark"
+    source: str
+    complete_through: EpochMillis
+    declared_at: EpochMillis
+    origin: str
+
+
 MODELS_BY_NAME: dict[str, type[Record]] = {
     **EVENT_TYPES,
     "AlertRecord": AlertRecord,
     "CoverageRecord": CoverageRecord,
     "DeadLetter": DeadLetter,
+    "SourceWatermark": SourceWatermark,
 }

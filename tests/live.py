@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,7 @@ class Workers:
         self.settings = settings
         self.folder = folder
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.web_ports: list[int] = []
 
     def start(self, store_dir: Path | None = None) -> subprocess.Popen[bytes]:
         number = len(self.processes)
@@ -98,7 +100,17 @@ class Workers:
         )
         process = start_worker(settings, self.folder / f"worker-{number}.log")
         self.processes.append(process)
+        self.web_ports.append(settings.web_port)
         return process
+
+    def status(self, number: int = 0) -> dict[str, Any]:
+        """A worker's /status.json (empty while it does not answer yet)."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.web_ports[number]}/status.json", timeout=2) as answer:
+                status: dict[str, Any] = orjson.loads(answer.read())
+                return status
+        except OSError:
+            return {}
 
     def kill(self, process: subprocess.Popen[bytes]) -> None:
         process.send_signal(signal.SIGKILL)

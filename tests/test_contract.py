@@ -46,6 +46,7 @@ from schemas.models import (
     RosterChange,
     SchoolType,
     Severity,
+    SourceWatermark,
 )
 
 NESTED: dict[str, type[BaseModel]] = {
@@ -62,6 +63,7 @@ MODELS: dict[str, type[BaseModel]] = {
     "AlertRecord": AlertRecord,
     "CoverageRecord": CoverageRecord,
     "DeadLetter": DeadLetter,
+    "SourceWatermark": SourceWatermark,
 }
 
 

@@ -304,7 +304,10 @@ def test_worker_without_kafka_starts_and_stops_the_embedded_broker(tmp_path: Pat
 
 
 def test_the_wall_clock_ticks_every_partition(tmp_path: Path, kafka_bootstrap: str) -> None:
-    settings = live_settings(kafka_bootstrap, tmp_path, clock="wall", tick_interval=1.0, partitions=3)
+    # No gating sources: the clock follows the wall clock alone (tests/test_live_clock.py has the watermarks).
+    settings = live_settings(
+        kafka_bootstrap, tmp_path, clock="wall", tick_interval=1.0, partitions=3, gating_sources=""
+    )
     asyncio.run(ensure_topics(settings))
     workers = Workers(settings, tmp_path)
     workers.start()

@@ -6,9 +6,10 @@ from schemas.codec import encode_message, new_event
 from schemas.models import ClockTick
 
 
-def make_tick(at: int) -> ClockTick:
-    """The tick for an instant; its content id makes the same instant the same tick everywhere."""
-    return new_event(ClockTick, occurred_at=at)
+def make_tick(at: int, incomplete: tuple[str, ...] = ()) -> ClockTick:
+    """The tick for an instant; its content id makes the same instant the same tick everywhere.
+    ``incomplete``: the gating sources still below their watermark at ``at`` (left out when none)."""
+    return new_event(ClockTick, occurred_at=at, incomplete=tuple(sorted(incomplete)) or None)
 
 
 def tick_message(at: int) -> bytes:

@@ -13,9 +13,8 @@ producer and leader timer, and runs the app.
   table's changelog and acknowledged, then written to the local store, then the events committed.
   At-least-once: after a crash, events since the last commit are processed again and re-emit
   identical alert records.
-- ``wall_clock`` (when the clock is ``wall``) runs on the leader and writes a tick to every
-  partition every ``tick_interval`` seconds, aligned to local midnight, plus each policy checkpoint's
-  00:00 tick at its own instant (``streams.core.clock.due_ticks``).
+- ``wall_clock`` (when the clock is ``wall``) runs on the leader: it reads the sources' watermarks and
+  writes to every partition the ticks the clock's time has passed (``streams/live/clock.py``).
 
 Faust internals this module relies on are pinned by ``tests/test_faust_contract.py``, so an upgrade
 that changes them fails there, by name.
@@ -36,8 +35,9 @@ from aiohttp import web
 from infra.kafka import ssl_context
 from infra.settings import Settings
 from infra.topics import Topics
-from streams.core.clock import due_ticks, tick_message
+from schemas.codec import encode_message
 from streams.core.policy import PolicyBook
+from streams.live.clock import LiveClock, WatermarkFeed
 from streams.live.outbox import Outbox
 from streams.live.partition_store import Write, owning_partition
 from streams.live.processor import Funnel, Outgoing, RulesProcessor, WorkerStatus
@@ -265,19 +265,24 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
         processors.clear()
 
     if settings.clock == "wall":
-        checkpoint_ticks = policies.checkpoint_tick_times()
-        last_tick: list[int] = []  # what this leader wrote last; a new leader looks back one interval
+        clock = LiveClock(
+            policies, int(time.time() * 1000), int(settings.tick_interval * 1000), settings.gating,
+            int(settings.max_source_silence * 1000),
+        )  # fmt: skip
+        feed = WatermarkFeed(settings)
+        app.clock = clock
 
-        @app.timer(interval=settings.tick_interval, on_leader=True)
+        # Every second, so a watermark moves the clock at once; ticks still fall only on their instants.
+        @app.timer(interval=min(1.0, settings.tick_interval), on_leader=True)
         async def wall_clock() -> None:
-            interval_ms = int(settings.tick_interval * 1000)
-            for at in due_ticks(
-                last_tick[-1] if last_tick else None, int(time.time() * 1000), interval_ms, checkpoint_ticks
-            ):
-                value = tick_message(at)
+            wall = int(time.time() * 1000)
+            for watermark in await feed.read():
+                clock.declare(watermark, wall)
+            for tick in clock.due(wall):
+                value = encode_message(tick)
                 ticks = [Outgoing(topics.events, None, value, p) for p in range(settings.partitions)]
-                await asyncio.gather(*[await send(tick) for tick in ticks])
-                last_tick[:] = [at]
+                await asyncio.gather(*[await send(tick_message) for tick_message in ticks])
+            status.clock_status = clock.status(wall)
 
     @app.page("/")
     async def status_page(_view: Any, _request: web.Request) -> web.Response:

@@ -62,6 +62,7 @@ class WorkerStatus:
         self.dead_letters: Counter[str] = Counter()
         self.alerts: Counter[str] = Counter()
         self.clock: dict[int, int] = {}
+        self.clock_status: dict[str, Any] = {}  # the leader's live clock: watermarks, clock time
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -72,6 +73,7 @@ class WorkerStatus:
             "dead_letters": dict(self.dead_letters),
             "alert_transitions": dict(self.alerts),
             "clock": {str(p): format_instant(now) for p, now in sorted(self.clock.items())},
+            "live_clock": self.clock_status,
         }
 
 
