@@ -87,17 +87,17 @@ def ingest(
     import contextlib
 
     from connectors.identity import Secret
-    from connectors.ingest import DeadLetterSink, EventSink, ingest_files
-    from schemas.codec import JsonLinesWriter
+    from connectors.ingest import DeadLetterSink, EventSink, OutputFiles, ingest_files
 
     secret = Secret.from_environment()
     on_event: EventSink
     on_dead_letter: DeadLetterSink
     with contextlib.ExitStack() as stack:
+        sink = None
         if out is not None:
             dlq = dlq or out.with_name(out.name.removesuffix(".jsonl") + ".dlq.jsonl")
-            events, dead_letters = stack.enter_context(JsonLinesWriter(out)), stack.enter_context(JsonLinesWriter(dlq))
-            on_event, on_dead_letter, where = events.write, dead_letters.write, f"events: {out}  dead letters: {dlq}"
+            on_event, on_dead_letter = stack.enter_context(OutputFiles(out, dlq))
+            where = f"events: {out}  dead letters: {dlq}"
         else:
             from connectors.kafka_sink import KafkaSink
             from infra.admin import ensure_topics
@@ -113,13 +113,19 @@ def ingest(
             stack.callback(sink.close)
             on_event, on_dead_letter = sink.event, sink.dead_letter
             where = f"events: {sink.topic}  dead letters: {sink.topics.dead_letters} on {settings.bootstrap_servers}"
-        summary = ingest_files(source, files, secret, on_event, on_dead_letter, encoding=encoding)
+        try:
+            summary = ingest_files(source, files, secret, on_event, on_dead_letter, encoding=encoding)
+        except InputError as error:  # outputs are written aside and published only at the end
+            raise InputError(f"{error}; nothing was written") from None
+        if sink is not None:
+            sink.publish()
     for counts in summary.files:
         notes = []
         if counts.blank_lines:
             notes.append(f"{counts.blank_lines} blank lines skipped")
         if counts.ignored_columns:
-            notes.append(f"ignored columns: {', '.join(counts.ignored_columns)}")
+            more = " and more" if counts.more_ignored else ""
+            notes.append(f"ignored columns: {', '.join(counts.ignored_columns)}{more}")
         extra = f" ({'; '.join(notes)})" if notes else ""
         click.echo(
             f"  {counts.path}: read {counts.read}, accepted {counts.accepted}, rejected {counts.rejected}{extra}"
