@@ -110,7 +110,7 @@ def _decoded_lines(path: Path, raw: IO[bytes], encoding: str, consumed: list[int
         try:
             yield line.decode(decoder_name)
         except UnicodeDecodeError:
-            raise InputError(f"{path}:{number}: not valid {encoding} text; pass --encoding") from None
+            raise InputError(f"{path}:{number}: not valid {decoder_name} text; pass --encoding") from None
 
 
 def _map_header(
