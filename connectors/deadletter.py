@@ -2,6 +2,9 @@
 
 Nothing written here may carry a raw identity number or a name: identity numbers are masked,
 names dropped, and any run of digits shaped like an identity number is masked wherever it appears.
+A dead letter stays small whatever it describes: the record's copy keeps at most ``COPY_MAX``
+characters of each known column (control characters shown as ``\\uNNNN``), and messages at most
+``MESSAGE_MAX``, so one never comes near Kafka's 1 MiB message limit.
 """
 
 from __future__ import annotations
@@ -11,15 +14,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from connectors.fields import MISSING_FIELD, cell_text
+from connectors.fields import MISSING_FIELD, cell_text, printable
 from connectors.identity import mask, redact
 from schemas.models import DeadLetter, FieldError
 
+COPY_MAX = 200
+MESSAGE_MAX = 400
 _NAME_FIELDS = frozenset({"name"})
 
 
-def field_errors(error: ValidationError) -> list[FieldError]:
-    """Validation failures as dead-letter field errors; input values are never echoed raw."""
+def field_errors(error: ValidationError, labels: Mapping[str, str] | None = None) -> list[FieldError]:
+    """Validation failures as dead-letter field errors; input values are never echoed raw.
+
+    ``labels`` maps a canonical column to the header the agency's file uses for it (学籍号 for
+    ``student_ref``), so each message names the column both ways.
+    """
     found: list[FieldError] = []
     for detail in error.errors(include_input=False, include_url=False):
         context = detail.get("ctx") or {}
@@ -31,23 +40,29 @@ def field_errors(error: ValidationError) -> list[FieldError]:
             message = detail["msg"]
         else:
             code, message = "BAD_VALUE", detail["msg"]
-        found.append(
-            FieldError(
-                field=field, code=code, message=redact(f"{field}: {message}" if field else message, only_valid=False)
-            )
-        )
+        label = (labels or {}).get(field) if field else None
+        named = f"{field} ({label})" if label else field
+        text = redact(f"{named}: {message}" if named else message, only_valid=False)
+        found.append(FieldError(field=field, code=code, message=printable(text, MESSAGE_MAX)))
     return found
 
 
-def masked_record(values: Mapping[str, Any]) -> dict[str, str]:
-    """The record's fields as text, identity number masked, names left out."""
-    record: dict[str, str] = {}
-    for name, value in values.items():
-        if name in _NAME_FIELDS:
-            continue
+def _copy(value: Any, *, identity: bool = False) -> str:
+    """A cell as the dead letter keeps it: normalised, identity numbers masked, cut to ``COPY_MAX``."""
+    if isinstance(value, str) and len(value) > 4 * COPY_MAX:  # NFKC and masking of what is cut off anyway
+        length = len(value)
+        text = cell_text(value[: 4 * COPY_MAX]) or ""
+    else:
         text = cell_text(value) or ""
-        record[name] = mask(text) if name == "id_number" else redact(text, only_valid=False)
-    return record
+        length = len(text)
+    return printable(mask(text) if identity else redact(text, only_valid=False), COPY_MAX, length)
+
+
+def masked_record(values: Mapping[str, Any]) -> dict[str, str]:
+    """The record's fields as text, identity number masked, names left out, each value cut short."""
+    return {
+        name: _copy(value, identity=name == "id_number") for name, value in values.items() if name not in _NAME_FIELDS
+    }
 
 
 def record_dead_letter(
@@ -60,7 +75,8 @@ def record_dead_letter(
     line: int | None = None,
 ) -> DeadLetter:
     """The dead letter of a record that could not become an event, wherever it was read."""
-    raw_id = cell_text(values.get("id_number"))
+    raw_id = values.get("id_number")
+    masked_id = _copy(raw_id, identity=True) if raw_id is not None else ""
     first = errors[0]
     return DeadLetter(
         source=source,
@@ -69,8 +85,8 @@ def record_dead_letter(
         line=line,
         error_code=first.code,
         field=first.field,
-        message="; ".join(error.message for error in errors),
+        message=printable("; ".join(error.message for error in errors), 4 * MESSAGE_MAX),
         errors=tuple(errors),
-        masked_id=mask(raw_id) if raw_id else None,
+        masked_id=masked_id or None,
         record=masked_record(values),
     )

@@ -1,13 +1,18 @@
-"""Field types of agency records: parsing, normalising and the dead-letter code of each failure.
+"""Field types of agency records: normalising, parsing, and the dead-letter code of each failure.
 
-Values arrive as text (CSV), as JSON scalars (JSON Lines) or as typed cells (XLSX: numbers,
-datetimes). Each type turns them into what the event carries or raises a ``PydanticCustomError``
-whose type is the dead-letter error code.
+Values arrive as text (CSV), as JSON scalars (JSON Lines, HTTP) or as typed cells (XLSX: numbers,
+datetimes). Every cell is first normalised (``cell_text``: Unicode NFKC, so full-width digits and
+letters and the ideographic space are ordinary input; tabs and line breaks as spaces; surrounding
+space trimmed), then held to its field's length limit and refused if it still holds a control
+character, then parsed. Each failure raises a ``PydanticCustomError`` whose type is the dead-letter
+error code; no message echoes more than a field's limit of what was read.
 """
 
 from __future__ import annotations
 
 import re
+import unicodedata
+from collections.abc import Callable
 from datetime import date, datetime
 from decimal import Decimal
 from enum import StrEnum
@@ -21,36 +26,95 @@ from schemas.regions import is_region_code
 from schemas.times import date_to_days, datetime_to_ms, parse_date, parse_instant
 
 MISSING_FIELD = "MISSING_FIELD"
-_AMOUNT = re.compile(r"(-?)(\d+)(?:\.(\d{1,2}))?")
-_YEAR = re.compile(r"\d{4}")
+TOO_LONG = "TOO_LONG"
+BAD_CHARACTER = "BAD_CHARACTER"
+
+FIELD_MAX = 64
+"""Characters (after normalisation) in any field without a limit of its own: codes, references,
+times, amounts, regions, enums, the identity number, ``channel``."""
+NAME_MAX = 128
+"""Characters in ``school_name`` and ``name``."""
+ID_TYPE_MAX = 8
+"""Characters in ``id_type`` (SPEC section 2)."""
+_RAW_MAX = 4096
+"""A cell longer than this before normalisation is too long for every field (all limits are far
+below): it is not normalised at all (NFKC can make text up to 18 times longer)."""
+
+# Explicit ASCII digits: ``\d``, ``str.isdigit()`` and ``int()`` also take Arabic-Indic and other
+# digits, which NFKC leaves as they are and no agency code contains.
+_AMOUNT = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,2}))?")
+_YEAR = re.compile(r"[0-9]{4}")
+# Control characters that only space text out (Excel's Alt+Enter line break, tabs): a space.
+_SPACING = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85]")
+# Every other control character, and lone surrogates (not text at all), make a cell unusable.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def cell_text(value: Any) -> str | None:
-    """A cell as text, or None when it is empty. Whole floats from spreadsheets lose their ``.0``."""
+    """A cell as normalised text, or None when it is empty.
+
+    Whole floats from spreadsheets lose their ``.0``; XLSX dates and times become ISO text.
+    """
     if value is None:
         return None
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    if isinstance(value, datetime | date):
-        value = value.isoformat()
-    text = str(value).strip()
-    return text or None
+    if not isinstance(value, str):
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if isinstance(value, datetime | date):
+            value = value.isoformat()
+        value = str(value)
+    if not (value.isascii() and value.isprintable()):  # printable ASCII is its own NFKC form: most cells
+        value = _SPACING.sub(" ", unicodedata.normalize("NFKC", value))
+    return value.strip() or None
 
 
-def _present(value: Any) -> str:
+def printable(text: str, limit: int, length: int | None = None) -> str:
+    """Text safe to show or copy: control characters as ``\\uNNNN``, cut to ``limit`` characters with
+    the full ``length`` (by default the text's own) noted when it was longer."""
+    length = len(text) if length is None else length
+    shown = _CONTROL.sub(lambda found: f"\\u{ord(found.group()):04x}", text[:limit])
+    return shown if length <= limit else f"{shown}… ({length:,} characters)"
+
+
+def _text(value: Any, limit: int) -> str | None:
+    """A cell's normalised text held to ``limit`` characters and free of control characters."""
+    if isinstance(value, str) and len(value) > _RAW_MAX:
+        raise PydanticCustomError(
+            TOO_LONG, "{length} characters, at most {limit}", {"length": f"{len(value):,}", "limit": limit}
+        )
     text = cell_text(value)
+    if text is None:
+        return None
+    if len(text) > limit:
+        raise PydanticCustomError(
+            TOO_LONG, "{length} characters, at most {limit}", {"length": f"{len(text):,}", "limit": limit}
+        )
+    control = None if text.isprintable() else _CONTROL.search(text)
+    if control is not None:
+        raise PydanticCustomError(
+            BAD_CHARACTER,
+            "holds the control character U+{code} (character {position})",
+            {"code": f"{ord(control.group()):04X}", "position": control.start() + 1},
+        )
+    return text
+
+
+def _present(value: Any, limit: int = FIELD_MAX) -> str:
+    text = _text(value, limit)
     if text is None:
         raise PydanticCustomError(MISSING_FIELD, "required value is empty")
     return text
 
 
-def _reference(value: Any) -> str:
-    # A national student number (全国学籍号) is "G" + the identity number: never let it reach a topic.
-    return redact(_present(value))
+def _free_text(limit: int, *, required: bool) -> Callable[[Any], str | None]:
+    """Free text (codes, references, names): identity numbers typed into it are masked, so they
+    never reach a topic (a national student number is ``G`` + the identity number)."""
 
+    def parse(value: Any) -> str | None:
+        text = _present(value, limit) if required else _text(value, limit)
+        return None if text is None else redact(text)
 
-def _optional_text(value: Any) -> str | None:
-    return cell_text(value)
+    return parse
 
 
 def _identity_number(value: Any) -> str:
@@ -66,7 +130,7 @@ def _identity_number(value: Any) -> str:
 
 def _region(value: Any) -> str:
     text = _present(value)
-    if not is_region_code(text):
+    if not (text.isascii() and is_region_code(text)):
         raise PydanticCustomError("BAD_REGION", "not a 6-digit GB/T 2260 region code: {value}", {"value": text})
     return text
 
@@ -78,9 +142,15 @@ def _instant(value: Any) -> int:
         return datetime_to_ms(datetime(value.year, value.month, value.day))
     text = _present(value)
     try:
+        if not text.isascii():
+            raise ValueError(text)
         return parse_instant(text)
     except ValueError:
         raise PydanticCustomError("BAD_TIME", "not an ISO 8601 time: {value}", {"value": text}) from None
+
+
+def _optional_instant(value: Any) -> int | None:
+    return None if _text(value, FIELD_MAX) is None else _instant(value)
 
 
 def _local_date(value: Any) -> int:
@@ -88,13 +158,15 @@ def _local_date(value: Any) -> int:
         return date_to_days(value if not isinstance(value, datetime) else value.date())
     text = _present(value)
     try:
+        if not text.isascii():
+            raise ValueError(text)
         return parse_date(text)
     except ValueError:
         raise PydanticCustomError("BAD_DATE", "not an ISO 8601 date (YYYY-MM-DD): {value}", {"value": text}) from None
 
 
 def _optional_local_date(value: Any) -> int | None:
-    return None if cell_text(value) is None else _local_date(value)
+    return None if _text(value, FIELD_MAX) is None else _local_date(value)
 
 
 def _amount_fen(value: Any) -> int:
@@ -118,29 +190,38 @@ def _coverage_year(value: Any) -> int:
     return int(text)
 
 
-def enum_field(symbols: type[StrEnum], codes: dict[str, str] | None = None) -> Any:
-    """A field holding one of the enum's symbols (case and surrounding space ignored) or a national code."""
+def enum_field(symbols: type[StrEnum], codes: dict[str, str] | None = None, *, optional: bool = False) -> Any:
+    """A field holding one of the enum's symbols (case and surrounding space ignored) or a national code.
+
+    An optional one is None when the cell is absent or empty.
+    """
     allowed = {member.value: member.value for member in symbols}
     allowed.update(codes or {})
     listing = ", ".join(allowed)
 
-    def parse(value: Any) -> str:
-        text = _present(value).upper()
-        if text not in allowed:
+    def parse(value: Any) -> str | None:
+        text = _text(value, FIELD_MAX)
+        if text is None:
+            if optional:
+                return None
+            raise PydanticCustomError(MISSING_FIELD, "required value is empty")
+        if text.upper() not in allowed:
             raise PydanticCustomError(
-                "UNKNOWN_ENUM", "{value} is not one of {allowed}", {"value": text, "allowed": listing}
+                "UNKNOWN_ENUM", "{value} is not one of {allowed}", {"value": text.upper(), "allowed": listing}
             )
-        return allowed[text]
+        return allowed[text.upper()]
 
-    return Annotated[str, BeforeValidator(parse)]
+    return Annotated[str | None if optional else str, BeforeValidator(parse)]
 
 
-RequiredText = Annotated[str, BeforeValidator(_present)]
-Reference = Annotated[str, BeforeValidator(_reference)]
-OptionalText = Annotated[str | None, BeforeValidator(_optional_text)]
+RequiredText = Annotated[str, BeforeValidator(_free_text(FIELD_MAX, required=True))]
+OptionalText = Annotated[str | None, BeforeValidator(_free_text(FIELD_MAX, required=False))]
+OptionalName = Annotated[str | None, BeforeValidator(_free_text(NAME_MAX, required=False))]
+IdType = Annotated[str | None, BeforeValidator(_free_text(ID_TYPE_MAX, required=False))]
 IdentityNumber = Annotated[str, BeforeValidator(_identity_number)]
 Region = Annotated[str, BeforeValidator(_region)]
 Instant = Annotated[int, BeforeValidator(_instant)]
+OptionalInstant = Annotated[int | None, BeforeValidator(_optional_instant)]
 LocalDate = Annotated[int, BeforeValidator(_local_date)]
 OptionalLocalDate = Annotated[int | None, BeforeValidator(_optional_local_date)]
 AmountFen = Annotated[int, BeforeValidator(_amount_fen)]

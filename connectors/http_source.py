@@ -100,29 +100,28 @@ class HttpSource:
         header_names = model.header_names()
         topic = self.topics.source(source)
         results: list[dict[str, Any]] = []
-        pending = []
+        messages: list[tuple[str, bytes, bytes]] = []
+        # Every record is turned into its event or dead letter before the first is sent: whatever a
+        # record holds, the batch is answered record by record, never half-published and then failed.
         for index, obj in enumerate(records):
             if isinstance(obj, dict):
-                values, _ = map_record(obj, header_names)
-                outcome = convert_row(model, Row(index + 1, values), self.secret)
+                values, labels, _ = map_record(obj, header_names)
+                outcome = convert_row(model, Row(index + 1, values, labels=labels), self.secret)
             else:
                 values = {}
                 outcome = [FieldError(code="BAD_JSON", message=f"record {index} is not a JSON object")]
             if isinstance(outcome, list):
                 origin = f"http request {request_id} record {index}"
                 letter = record_dead_letter(source, origin, values, outcome, line=index + 1)
-                pending.append(
-                    await self.producer.send(self.topics.dead_letters, encode_message(letter), key=source.encode())
-                )
+                messages.append((self.topics.dead_letters, source.encode(), encode_message(letter)))
                 first = outcome[0]
                 results.append({"index": index, "status": "rejected", "error_code": first.code, "field": first.field,
                                 "message": letter.message})  # fmt: skip
             else:
-                pending.append(
-                    await self.producer.send(topic, encode_message(outcome), key=outcome.person_key.encode())
-                )
+                messages.append((topic, outcome.person_key.encode(), encode_message(outcome)))
                 results.append({"index": index, "status": "accepted", "event_id": outcome.event_id})
         try:
+            pending = [await self.producer.send(to, value, key=key) for to, key, value in messages]
             await asyncio.gather(*pending)
         except KafkaError as error:
             raise web.HTTPServiceUnavailable(

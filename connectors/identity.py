@@ -1,7 +1,11 @@
-"""Resident identity numbers (GB 11643-1999) and their pseudonyms.
+"""Identity numbers (GB 11643-1999 and the documents of the same form) and their pseudonyms.
 
 Raw numbers exist only inside connectors: they are validated and normalised here, turned into
 ``person_key`` (HMAC-SHA256 under ENROLLBRIDGE_SECRET, SPEC section 2) and masked for people.
+Besides resident identity numbers, two documents share their 18-character form and check and join
+like them: the residence permits of Hong Kong, Macao and Taiwan residents (area codes 810000,
+820000, 830000) and the 2023 foreigners' permanent-residence ID card (first character ``9``; its
+characters 7-14 are the birth date as on a resident number).
 """
 
 from __future__ import annotations
@@ -19,8 +23,11 @@ from schemas.regions import PROVINCE_PREFIXES
 SECRET_VARIABLE = "ENROLLBRIDGE_SECRET"
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
-_SHAPE_18 = re.compile(r"\d{17}[\dX]")
-_SHAPE_15 = re.compile(r"\d{15}")
+# ASCII digits only: ``\d`` also matches Arabic-Indic and other digits, which are no identity number.
+_SHAPE_18 = re.compile(r"[0-9]{17}[0-9X]")
+_SHAPE_15 = re.compile(r"[0-9]{15}")
+_PERMIT_AREAS = frozenset({"810000", "820000", "830000"})  # Hong Kong, Macao, Taiwan residents' permits
+_PERMANENT_RESIDENCE = "9"  # first character of the 2023 foreigners' permanent-residence ID card
 _ID_LIKE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9])")
 
 
@@ -62,10 +69,12 @@ def normalise(raw: str) -> str:
     """Validate an identity number and return its normalised 18-character form.
 
     Accepts 18 characters (lower-case x allowed) or a legacy 15-digit number, which is converted by
-    inserting ``19`` before the 2-digit year and appending the computed check character.
+    inserting ``19`` before the 2-digit year and appending the computed check character. Only ASCII
+    digits count: cells are NFKC-normalised before they get here, so full-width digits already are.
     """
     number = raw.strip().upper()
-    if _SHAPE_15.fullmatch(number):
+    legacy = bool(_SHAPE_15.fullmatch(number))  # only ever a resident number: no permit or card had 15
+    if legacy:
         number = number[:6] + "19" + number[6:]
         number += check_character(number)
     elif not _SHAPE_18.fullmatch(number):
@@ -74,7 +83,8 @@ def normalise(raw: str) -> str:
             "identity number must be 18 characters (17 digits and a digit or X) or 15 digits, "
             f"got {len(number)} characters",
         )
-    if number[:2] not in PROVINCE_PREFIXES:
+    other_document = not legacy and (number[0] == _PERMANENT_RESIDENCE or number[:6] in _PERMIT_AREAS)
+    if not other_document and number[:2] not in PROVINCE_PREFIXES:
         raise IdentityNumberError("BAD_AREA_CODE", f"identity number area code {number[:2]}xxxx names no province")
     birth = number[6:14]
     try:

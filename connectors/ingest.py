@@ -1,10 +1,16 @@
-"""File source connector: agency files in, events and dead letters out, every record accounted for."""
+"""File source connector: agency files in, events and dead letters out, every record accounted for.
+
+A file whose records are rejected ``REJECTED_IN_A_ROW`` times in a row is not what it claims to be
+(garbage bytes, another agency's export, a quote never closed) or was exported wrongly as a whole:
+it is refused with one error instead of turning into as many dead letters as it has lines.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import TracebackType
 
 from pydantic import ValidationError
 from tqdm import tqdm
@@ -14,10 +20,12 @@ from connectors.identity import Secret
 from connectors.readers import Row, RowFile, open_rows
 from connectors.records import RECORD_TYPES, SourceRecord
 from infra.errors import InputError
+from schemas.codec import JsonLinesWriter
 from schemas.models import DeadLetter, FieldError, SourceEvent
 
 EventSink = Callable[[SourceEvent], None]
 DeadLetterSink = Callable[[DeadLetter], None]
+REJECTED_IN_A_ROW = 1000
 
 
 @dataclass
@@ -30,6 +38,7 @@ class FileCounts:
     rejected: int = 0
     blank_lines: int = 0
     ignored_columns: list[str] = field(default_factory=list)
+    more_ignored: bool = False
 
 
 @dataclass
@@ -65,6 +74,44 @@ class VersionTimes:
         self.on_event(event)
 
 
+class OutputFiles:
+    """Events and dead letters as JSON Lines, each written aside (``.NAME.partial`` in the same
+    folder) and renamed into place only when the run succeeded: a run that fails part-way leaves
+    no output behind, not even an empty file, and never half of one."""
+
+    def __init__(self, events: Path, dead_letters: Path) -> None:
+        self.paths = (events, dead_letters)
+        self.partials = tuple(path.with_name(f".{path.name}.partial") for path in self.paths)
+        self._writers: list[JsonLinesWriter] = []
+
+    def __enter__(self) -> tuple[EventSink, DeadLetterSink]:
+        try:
+            for partial in self.partials:
+                self._writers.append(JsonLinesWriter(partial))
+        except OSError as error:
+            self._discard()
+            raise InputError(f"cannot write {error.filename}: {error.strerror or error}") from None
+        events, dead_letters = self._writers
+        return events.write, dead_letters.write
+
+    def __exit__(
+        self, kind: type[BaseException] | None, _error: BaseException | None, _trace: TracebackType | None
+    ) -> None:
+        if kind is not None:
+            self._discard()
+            return
+        for writer in self._writers:
+            writer.close()
+        for partial, path in zip(self.partials, self.paths, strict=True):
+            partial.replace(path)
+
+    def _discard(self) -> None:
+        for writer in self._writers:
+            writer.close()
+        for partial in self.partials:
+            partial.unlink(missing_ok=True)
+
+
 def record_type(source: str) -> type[SourceRecord]:
     try:
         return RECORD_TYPES[source]
@@ -73,15 +120,16 @@ def record_type(source: str) -> type[SourceRecord]:
 
 
 def convert_row(model: type[SourceRecord], row: Row, secret: Secret) -> SourceEvent | list[FieldError]:
-    """One row to its event, or to the list of what is wrong with it."""
+    """One row to its event, or to the list of what is wrong with it; whatever the row holds."""
     if row.problem is not None:
         code, message = row.problem
         return [FieldError(field=None, code=code, message=message)]
     try:
-        record = model.model_validate(row.values)
+        # The event's own model checks again what the record promised (a region's digits, say):
+        # should a value slip through the record's checks, it is still a dead letter, not a crash.
+        return model.model_validate(row.values).event(secret)
     except ValidationError as error:
-        return field_errors(error)
-    return record.event(secret)
+        return field_errors(error, row.labels)
 
 
 def ingest_files(
@@ -96,8 +144,10 @@ def ingest_files(
 ) -> IngestSummary:
     """Read every file of one source; every record read becomes exactly one event or one dead letter.
 
-    All files are opened (and their headers checked) before any record is processed, so a file that
-    cannot be read stops the run before anything is written.
+    All files are opened (and their headers checked) before any record is processed. A file that
+    turns out unreadable further on (a byte that is not in its encoding, ``REJECTED_IN_A_ROW``
+    rejected records in a row) raises ``InputError`` part-way: callers write what they were given
+    aside and keep it only when this returns (``ingest`` does).
     """
     model = record_type(source)
     opened: list[RowFile] = [
@@ -105,7 +155,7 @@ def ingest_files(
     ]
     summary = IngestSummary(source, [])
     for row_file in opened:
-        counts = FileCounts(str(row_file.path), ignored_columns=row_file.ignored_columns)
+        counts = FileCounts(str(row_file.path))
         summary.files.append(counts)
         unit = "rows" if row_file.format == "xlsx" else "B"
         with tqdm(
@@ -117,17 +167,27 @@ def ingest_files(
             leave=False,
         ) as bar:
             last = 0
+            in_a_row = 0
+            where = str(row_file.path)
             for row in row_file.rows:
                 counts.read += 1
                 outcome = convert_row(model, row, secret)
                 if isinstance(outcome, list):
                     counts.rejected += 1
-                    where = str(row_file.path)
+                    lines = f"{row.line}-{row.end_line}" if row.end_line else str(row.line)
                     letter = record_dead_letter(
-                        source, f"{where}:{row.line}", row.values, outcome, file=where, line=row.line
+                        source, f"{where}:{lines}", row.values, outcome, file=where, line=row.line
                     )
+                    in_a_row += 1
+                    if in_a_row == REJECTED_IN_A_ROW:
+                        raise InputError(
+                            f"{where}:{row.line}: refused after {counts.read:,} records read, the last "
+                            f"{in_a_row:,} all rejected (this one: {letter.error_code} {letter.errors[0].message}); "
+                            f"check that this is a {source} file and how it was exported"
+                        )
                     on_dead_letter(letter)
                 else:
+                    in_a_row = 0
                     counts.accepted += 1
                     on_event(outcome)
                 if counts.read % 2048 == 0:
@@ -135,4 +195,5 @@ def ingest_files(
                     bar.update(position - last)
                     last = position
         counts.blank_lines = row_file.blank_lines
+        counts.ignored_columns, counts.more_ignored = row_file.ignored_columns, row_file.more_ignored
     return summary

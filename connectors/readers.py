@@ -1,8 +1,9 @@
 """Reading agency files (CSV, XLSX, JSON Lines) as rows keyed by canonical column names.
 
 Each row keeps its line number (CSV and JSON Lines: the physical line where the record starts,
-header = line 1; XLSX: the sheet row) so every dead letter can point at it. A file that cannot be
-read at all, or lacks a required column, raises ``InputError`` before any row is produced.
+header = line 1; XLSX: the sheet row) so every dead letter can point at it, and the header its file
+uses for each column, so messages name columns as the agency does. A file that cannot be read at
+all, or lacks a required column, raises ``InputError`` before any row is produced.
 """
 
 from __future__ import annotations
@@ -15,10 +16,12 @@ from typing import IO
 
 import orjson
 
+from connectors.fields import FIELD_MAX, cell_text, printable
 from infra.errors import InputError
 
 _SNIFF_BYTES = 1 << 20
 _FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+_IGNORED_LISTED = 20  # unknown columns named in the summary; a hostile file may have millions
 
 
 @dataclass(frozen=True)
@@ -26,12 +29,16 @@ class Row:
     """One record as read: its line and its values under canonical names.
 
     ``problem`` is set when the line could not be read as a record at all (bad JSON, too many
-    cells); such a row still counts as read and becomes a dead letter.
+    cells); such a row still counts as read and becomes a dead letter. ``labels`` maps canonical
+    column names to the file's own headers where they differ; ``end_line`` is the last physical
+    line of a CSV record that spans several (a quoted cell holding line breaks, or never closed).
     """
 
     line: int
     values: Mapping[str, object]
     problem: tuple[str, str] | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+    end_line: int | None = None
 
 
 @dataclass
@@ -45,6 +52,17 @@ class RowFile:
     position: Callable[[], int]
     ignored_columns: list[str] = field(default_factory=list)
     blank_lines: int = 0
+    more_ignored: bool = False
+
+    def ignore(self, column: str) -> None:
+        """Note an unknown column for the summary: the first few, each shown safely and cut short."""
+        shown = printable(column, FIELD_MAX)
+        if shown in self.ignored_columns:
+            return
+        if len(self.ignored_columns) < _IGNORED_LISTED:
+            self.ignored_columns.append(shown)
+        else:
+            self.more_ignored = True
 
 
 def detect_format(path: Path) -> str:
@@ -92,17 +110,20 @@ def _decoded_lines(path: Path, raw: IO[bytes], encoding: str, consumed: list[int
         try:
             yield line.decode(decoder_name)
         except UnicodeDecodeError:
-            raise InputError(f"{path}:{number}: not valid {encoding} text; pass --encoding") from None
+            raise InputError(f"{path}:{number}: not valid {decoder_name} text; pass --encoding") from None
 
 
 def _map_header(
     path: Path, header: list[str], header_names: dict[str, str], required: list[str]
-) -> tuple[list[str | None], list[str]]:
+) -> tuple[list[str | None], list[str], dict[str, str]]:
+    """Each header cell's canonical column (None when unknown or repeated), the unknown headers, and
+    the file's own header of each canonical column where it differs."""
     canonical: list[str | None] = []
     ignored: list[str] = []
+    labels: dict[str, str] = {}
     seen: set[str] = set()
     for cell in header:
-        text = str(cell).strip().lstrip("\ufeff") if cell is not None else ""
+        text = (cell_text(cell) or "").lstrip("\ufeff")
         name = header_names.get(text) or header_names.get(text.lower())
         if name is None or name in seen:
             if text:
@@ -111,10 +132,22 @@ def _map_header(
             continue
         seen.add(name)
         canonical.append(name)
+        if text != name:
+            labels[name] = text
     missing = [name for name in required if name not in seen]
     if missing:
-        raise InputError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
-    return canonical, ignored
+        chinese = any(not label.isascii() for label in labels.values())
+        named = ", ".join(_column_label(name, header_names, chinese=chinese) for name in missing)
+        raise InputError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {named}")
+    return canonical, ignored, labels
+
+
+def _column_label(name: str, header_names: dict[str, str], *, chinese: bool) -> str:
+    """A column as the file would name it (its Chinese header when the file uses those), with the other name."""
+    alias = next((header for header, canonical in header_names.items() if canonical == name and header != name), None)
+    if alias is None:
+        return name
+    return f"{alias} ({name})" if chinese else f"{name} ({alias})"
 
 
 def _open_csv(
@@ -129,8 +162,10 @@ def _open_csv(
         raise InputError(f"{path}: empty file, expected a header row") from None
     except csv.Error as error:
         raise InputError(f"{path}:1: cannot read the header: {error}") from None
-    columns, ignored = _map_header(path, header, header_names, required)
-    row_file = RowFile(path, "csv", iter(()), size, lambda: consumed[0], ignored)
+    columns, ignored, labels = _map_header(path, header, header_names, required)
+    row_file = RowFile(path, "csv", iter(()), size, lambda: consumed[0])
+    for column in ignored:
+        row_file.ignore(column)
 
     def rows() -> Iterator[Row]:
         with raw:
@@ -141,20 +176,28 @@ def _open_csv(
                 except StopIteration:
                     return
                 except csv.Error as error:
-                    yield Row(start, {}, ("BAD_ROW", f"unreadable CSV: {error}"))
-                    start = reader.line_num + 1
+                    end = reader.line_num
+                    span = f"lines {start}-{end}" if end > start else f"line {start}"
+                    detail = str(error)
+                    if "field limit" in detail:
+                        # A giant cell, or a quote never closed that swallowed the lines after it:
+                        # the dead letter says which lines went into it.
+                        detail = f"a cell longer than {csv.field_size_limit():,} characters"
+                        detail += " (a quote not closed?)" if end > start else ""
+                    yield Row(start, {}, ("BAD_ROW", f"unreadable CSV ({span}): {detail}"), end_line=end)
+                    start = end + 1
                     continue
-                line, start = start, reader.line_num + 1
+                line, end, start = start, reader.line_num, reader.line_num + 1
                 if not any(cell.strip() for cell in cells):
                     row_file.blank_lines += 1
                     continue
                 values = {name: cell for name, cell in zip(columns, cells, strict=False) if name}
+                spans = end if end > line else None
                 if len(cells) > len(columns):
-                    yield Row(
-                        line, values, ("BAD_ROW", f"row has {len(cells)} cells but the header has {len(columns)}")
-                    )
+                    problem = ("BAD_ROW", f"row has {len(cells)} cells but the header has {len(columns)}")
+                    yield Row(line, values, problem, labels, spans)
                 else:
-                    yield Row(line, values)
+                    yield Row(line, values, None, labels, spans)
 
     row_file.rows = rows()
     return row_file
@@ -164,7 +207,6 @@ def _open_jsonl(path: Path, raw: IO[bytes], encoding: str, header_names: dict[st
     consumed = [0]
     lines = _decoded_lines(path, raw, encoding, consumed)
     row_file = RowFile(path, "jsonl", iter(()), size, lambda: consumed[0])
-    ignored: set[str] = set()
 
     def rows() -> Iterator[Row]:
         with raw:
@@ -180,28 +222,33 @@ def _open_jsonl(path: Path, raw: IO[bytes], encoding: str, header_names: dict[st
                 if not isinstance(obj, dict):
                     yield Row(line, {}, ("BAD_JSON", f"expected a JSON object, got {type(obj).__name__}"))
                     continue
-                values, unknown = map_record(obj, header_names)
+                values, labels, unknown = map_record(obj, header_names)
                 for key in unknown:
-                    if key not in ignored:
-                        ignored.add(key)
-                        row_file.ignored_columns.append(key)
-                yield Row(line, values)
+                    row_file.ignore(key)
+                yield Row(line, values, None, labels)
 
     row_file.rows = rows()
     return row_file
 
 
-def map_record(obj: Mapping[str, object], header_names: Mapping[str, str]) -> tuple[dict[str, object], list[str]]:
-    """A JSON record's values under canonical names, and the keys that name no known column."""
+def map_record(
+    obj: Mapping[str, object], header_names: Mapping[str, str]
+) -> tuple[dict[str, object], dict[str, str], list[str]]:
+    """A JSON record's values under canonical names, the keys it used where they differ from those
+    names, and the keys that name no known column."""
     values: dict[str, object] = {}
+    labels: dict[str, str] = {}
     unknown: list[str] = []
     for key, value in obj.items():
-        name = header_names.get(str(key).strip())
+        text = cell_text(key) or ""
+        name = header_names.get(text)
         if name is None:
             unknown.append(str(key))
         else:
             values[name] = _json_scalar(value)
-    return values, unknown
+            if text != name:
+                labels[name] = text
+    return values, labels, unknown
 
 
 def _json_scalar(value: object) -> object:
@@ -230,10 +277,12 @@ def _open_xlsx(path: Path, header_names: dict[str, str], required: list[str], si
     if not header:
         workbook.close()
         raise InputError(f"{path}: empty sheet {sheet.title!r}, expected a header row")
-    columns, ignored = _map_header(path, header, header_names, required)
+    columns, ignored, labels = _map_header(path, header, header_names, required)
     total_rows = max(sheet.max_row or 1, 1)
     done = [header_row]
-    row_file = RowFile(path, "xlsx", iter(()), total_rows, lambda: done[0], ignored)
+    row_file = RowFile(path, "xlsx", iter(()), total_rows, lambda: done[0])
+    for column in ignored:
+        row_file.ignore(column)
 
     def rows() -> Iterator[Row]:
         try:
@@ -245,9 +294,10 @@ def _open_xlsx(path: Path, header_names: dict[str, str], required: list[str], si
                 mapped = {name: cell for name, cell in zip(columns, cells, strict=False) if name}
                 extra = [cell for cell in cells[len(columns) :] if cell is not None]
                 if extra:
-                    yield Row(line, mapped, ("BAD_ROW", f"row has cells beyond the header's {len(columns)} columns"))
+                    problem = ("BAD_ROW", f"row has cells beyond the header's {len(columns)} columns")
+                    yield Row(line, mapped, problem, labels)
                 else:
-                    yield Row(line, mapped)
+                    yield Row(line, mapped, None, labels)
         finally:
             workbook.close()
 

@@ -16,11 +16,13 @@ from connectors.fields import (
     AmountFen,
     CoverageYear,
     IdentityNumber,
+    IdType,
     Instant,
     LocalDate,
+    OptionalInstant,
     OptionalLocalDate,
+    OptionalName,
     OptionalText,
-    Reference,
     Region,
     RequiredText,
     enum_field,
@@ -34,6 +36,7 @@ from schemas.models import (
     InsuranceType,
     PaymentAction,
     PaymentChange,
+    PaymentPurpose,
     RegistrationAction,
     RegistrationChange,
     RosterAction,
@@ -46,11 +49,17 @@ from schemas.times import date_to_days, local_day
 _COMMON_HEADERS: dict[str, tuple[str, ...]] = {
     "id_number": ("身份证号", "身份证号码", "公民身份号码", "证件号码"),
     "name": ("姓名",),
+    "recorded_at": ("记录时间",),
+    "id_type": ("证件类型",),
 }
 
 
 class SourceRecord(BaseModel):
-    """Fields every agency record has. ``name`` is read so it can be left out of everything written."""
+    """Fields every agency record has. ``name`` is read so it can be left out of everything written.
+
+    ``recorded_at`` is when the agency's system wrote this version of the record (SPEC section 3);
+    ``id_type`` names the identity document as the agency gave it and never changes ``person_key``.
+    """
 
     model_config = ConfigDict(frozen=True, extra="ignore")
     source: ClassVar[str]
@@ -59,7 +68,9 @@ class SourceRecord(BaseModel):
 
     id_number: IdentityNumber
     occurred_at: Instant
-    name: OptionalText = None
+    name: OptionalName = None
+    recorded_at: OptionalInstant = None
+    id_type: IdType = None
 
     @model_validator(mode="after")
     def _born_before_the_record(self) -> Self:
@@ -91,6 +102,8 @@ class SourceRecord(BaseModel):
             person_key=person_key(self.id_number, secret),
             occurred_at=self.occurred_at,
             masked_id=mask(self.id_number),
+            recorded_at=self.recorded_at,
+            id_type=self.id_type,
             **self._event_fields(),
         )
 
@@ -111,11 +124,11 @@ class EducationRecord(SourceRecord):
     }
 
     school_code: RequiredText
-    school_name: OptionalText = None
+    school_name: OptionalName = None
     school_type: enum_field(SchoolType)  # type: ignore[valid-type]
     school_region: Region
     action: enum_field(RosterAction)  # type: ignore[valid-type]
-    student_ref: Reference
+    student_ref: RequiredText
 
     def _event_fields(self) -> dict[str, Any]:
         return {
@@ -148,7 +161,7 @@ class InsuranceRecord(SourceRecord):
     region: Region
     coverage_year: CoverageYear
     action: enum_field(RegistrationAction)  # type: ignore[valid-type]
-    enrollment_ref: Reference
+    enrollment_ref: RequiredText
     channel: OptionalText = None
 
     def _event_fields(self) -> dict[str, Any]:
@@ -160,6 +173,11 @@ class InsuranceRecord(SourceRecord):
             "enrollment_ref": self.enrollment_ref,
             "channel": self.channel,
         }
+
+
+# How tax bureaus write the payment's purpose: 正常缴费 (a year's ordinary contribution), 补缴 or
+# 修复缴费 (paying to repair a lapse in continuous coverage).
+_PURPOSE_NAMES = {"正常缴费": "CONTRIBUTION", "补缴": "REPAIR", "修复缴费": "REPAIR"}
 
 
 class TaxRecord(SourceRecord):
@@ -175,14 +193,17 @@ class TaxRecord(SourceRecord):
         "occurred_at": ("缴费时间",),
         "payment_ref": ("票据号",),
         "channel": ("缴费渠道",),
+        "purpose": ("缴费类型",),
     }
 
     coverage_year: CoverageYear
     amount: AmountFen
     region: Region
     action: enum_field(PaymentAction)  # type: ignore[valid-type]
-    payment_ref: Reference
+    payment_ref: RequiredText
     channel: OptionalText = None
+    # None when absent or empty (a CONTRIBUTION), so the ids of existing payment events stay as they were.
+    purpose: enum_field(PaymentPurpose, _PURPOSE_NAMES, optional=True) = None  # type: ignore[valid-type]
 
     def _event_fields(self) -> dict[str, Any]:
         return {
@@ -192,6 +213,7 @@ class TaxRecord(SourceRecord):
             "action": self.action,
             "payment_ref": self.payment_ref,
             "channel": self.channel,
+            "purpose": self.purpose,
         }
 
 
@@ -215,7 +237,7 @@ class HardshipRecord(SourceRecord):
     action: enum_field(HardshipAction)  # type: ignore[valid-type]
     valid_from: LocalDate
     valid_to: OptionalLocalDate = None
-    status_ref: Reference
+    status_ref: RequiredText
 
     @model_validator(mode="after")
     def _validity_in_order(self) -> Self:

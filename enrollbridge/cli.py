@@ -103,8 +103,7 @@ def ingest(
     import time
 
     from connectors.identity import Secret
-    from connectors.ingest import DeadLetterSink, EventSink, VersionTimes, ingest_files
-    from schemas.codec import JsonLinesWriter
+    from connectors.ingest import DeadLetterSink, EventSink, OutputFiles, VersionTimes, ingest_files
     from schemas.models import SourceWatermark
     from schemas.times import format_instant
 
@@ -112,10 +111,11 @@ def ingest(
     on_event: EventSink
     on_dead_letter: DeadLetterSink
     with contextlib.ExitStack() as stack:
+        sink = None
         if out is not None:
             dlq = dlq or out.with_name(out.name.removesuffix(".jsonl") + ".dlq.jsonl")
-            events, dead_letters = stack.enter_context(JsonLinesWriter(out)), stack.enter_context(JsonLinesWriter(dlq))
-            on_event, on_dead_letter, where = events.write, dead_letters.write, f"events: {out}  dead letters: {dlq}"
+            on_event, on_dead_letter = stack.enter_context(OutputFiles(out, dlq))
+            where = f"events: {out}  dead letters: {dlq}"
         else:
             from connectors.kafka_sink import KafkaSink
             from infra.admin import ensure_topics
@@ -132,20 +132,26 @@ def ingest(
             on_event, on_dead_letter = sink.event, sink.dead_letter
             where = f"events: {sink.topic}  dead letters: {sink.topics.dead_letters} on {settings.bootstrap_servers}"
         latest = VersionTimes(on_event)
-        summary = ingest_files(source, files, secret, latest.event, on_dead_letter, encoding=encoding)
-        declared = complete_through if complete_through is not None else latest.latest
-        if out is None and declared is not None:
-            sink.watermark(
-                SourceWatermark(source=source, complete_through=declared, declared_at=int(time.time() * 1000),
-                                origin="ingest " + " ".join(path.name for path in files)[:200])
-            )  # fmt: skip
-            where += f"  {source} complete through {format_instant(declared)}"
+        try:
+            summary = ingest_files(source, files, secret, latest.event, on_dead_letter, encoding=encoding)
+        except InputError as error:  # outputs are written aside and published only at the end
+            raise InputError(f"{error}; nothing was written") from None
+        if sink is not None:
+            sink.publish()
+            declared = complete_through if complete_through is not None else latest.latest
+            if declared is not None:
+                sink.watermark(
+                    SourceWatermark(source=source, complete_through=declared, declared_at=int(time.time() * 1000),
+                                    origin="ingest " + " ".join(path.name for path in files)[:200])
+                )  # fmt: skip
+                where += f"  {source} complete through {format_instant(declared)}"
     for counts in summary.files:
         notes = []
         if counts.blank_lines:
             notes.append(f"{counts.blank_lines} blank lines skipped")
         if counts.ignored_columns:
-            notes.append(f"ignored columns: {', '.join(counts.ignored_columns)}")
+            more = " and more" if counts.more_ignored else ""
+            notes.append(f"ignored columns: {', '.join(counts.ignored_columns)}{more}")
         extra = f" ({'; '.join(notes)})" if notes else ""
         click.echo(
             f"  {counts.path}: read {counts.read}, accepted {counts.accepted}, rejected {counts.rejected}{extra}"

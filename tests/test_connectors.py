@@ -38,8 +38,9 @@ def ingest(source: str, *paths: Path, encoding: str | None = None) -> tuple[Inge
 
 
 def one_row(tmp_path: Path, source: str, **changes: Any) -> tuple[IngestSummary, Collected]:
+    """A file of one good row with some cells changed (or columns added after the others)."""
     row = {**GOOD_ROWS[source], **changes}
-    return ingest(source, write_csv(tmp_path / f"{source}.csv", [row], header=list(GOOD_ROWS[source])))
+    return ingest(source, write_csv(tmp_path / f"{source}.csv", [row]))
 
 
 @pytest.mark.parametrize("source", list(GOOD_ROWS))
@@ -194,7 +195,13 @@ def test_identity_numbers_inside_references_are_masked(tmp_path: Path) -> None:
     ("content", "message"),
     [
         (None, "cannot read"),
-        ("身份证号,缴费年度\n", "missing columns occurred_at, amount, region, action, payment_ref"),
+        # Named as the file names its columns: in Chinese when its headers are.
+        (
+            "身份证号,缴费年度\n",
+            r"missing columns 缴费时间 \(occurred_at\), 缴费金额 \(amount\), 征收地区划代码 \(region\), "
+            r"业务类型 \(action\), 票据号 \(payment_ref\)$",
+        ),
+        ("id_number,coverage_year,occurred_at,amount,region,action\n", r"missing column payment_ref \(票据号\)$"),
         ("", "empty file"),
     ],
 )
@@ -246,3 +253,206 @@ def test_every_row_read_is_exactly_one_event_or_one_dead_letter(tmp_path: Path, 
         assert summary.read == summary.accepted + summary.rejected, index
         assert (summary.accepted, summary.rejected) == (len(got.events), len(got.dead))
         assert summary.read + summary.files[0].blank_lines == len(rows)
+
+
+# --- cell normalisation (SPEC section 3) ----------------------------------------------------------
+
+FULL_WIDTH = str.maketrans("0123456789X-:. ", "０１２３４５６７８９Ｘ－：．\u3000")
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
+WRITERS = {".csv": write_csv, ".xlsx": write_xlsx, ".jsonl": write_jsonl}
+
+
+@pytest.mark.parametrize("suffix", list(WRITERS))
+def test_full_width_digits_and_letters_and_ideographic_spaces_are_valid_input(tmp_path: Path, suffix: str) -> None:
+    typed = {
+        **GOOD_ROWS["tax"],
+        "id_number": "\u3000" + STUDENT.translate(FULL_WIDTH) + "\u3000",
+        "coverage_year": "２０２４",
+        "amount": "３８０．００",
+        "region": "４５０２０２\u3000",
+        "action": "ｐａｉｄ",
+        "occurred_at": "2023-09-06 10:00:00".translate(FULL_WIDTH),
+        "payment_ref": "ＰＪ－０００１",
+    }
+    summary, got = ingest("tax", WRITERS[suffix](tmp_path / f"tax{suffix}", [typed]))
+    _, plain = one_row(tmp_path, "tax", id_number=STUDENT)
+    assert (summary.accepted, summary.rejected) == (1, 0)
+    assert got.events == plain.events  # the same event, id and all
+
+
+@pytest.mark.parametrize(
+    ("column", "code"),
+    [
+        ("id_number", "BAD_ID_FORMAT"),
+        ("amount", "BAD_AMOUNT"),
+        ("coverage_year", "BAD_YEAR"),
+        ("region", "BAD_REGION"),
+        ("occurred_at", "BAD_TIME"),
+    ],
+)
+def test_digits_of_other_scripts_are_dead_letters_not_crashes(tmp_path: Path, column: str, code: str) -> None:
+    # Python's \d, str.isdigit() and int() take Arabic-Indic digits; NFKC keeps them as they are.
+    value = GOOD_ROWS["tax"][column]
+    summary, got = one_row(tmp_path, "tax", **{column: value[:2] + value[2:].translate(ARABIC_INDIC)})
+    assert (summary.accepted, summary.rejected) == (0, 1)
+    assert [(dead.error_code, dead.field) for dead in got.dead] == [(code, column)]
+
+
+# --- identity documents (SPEC section 2) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "number",
+    ["810000201001010019", "82000020120315002X", "830000200911300030", "944840201307040058"],
+    ids=["hong-kong-permit", "macao-permit", "taiwan-permit", "permanent-residence-card"],
+)
+def test_permits_and_permanent_residence_cards_join_like_resident_numbers(tmp_path: Path, number: str) -> None:
+    (tmp_path / "a").mkdir()
+    _, roster = one_row(tmp_path / "a", "education", id_number=number)
+    _, tax = one_row(tmp_path, "tax", id_number=number.lower())
+    assert roster.events[0].person_key == tax.events[0].person_key == person_key(number, SECRET)
+    assert roster.events[0].masked_id == number[:6] + "********" + number[-4:]
+
+
+def test_id_type_is_carried_as_given_and_never_changes_the_person(tmp_path: Path) -> None:
+    _, plain = one_row(tmp_path, "insurance")
+    _, typed = one_row(tmp_path, "insurance", id_type="  01 ")
+    _, chinese = ingest(
+        "insurance", write_csv(tmp_path / "i.csv", [{**GOOD_ROWS["insurance"], "证件类型": "居民身份证"}])
+    )
+    _, empty = one_row(tmp_path, "insurance", id_type="")
+    assert typed.events[0].id_type == "01" and chinese.events[0].id_type == "居民身份证"
+    assert plain.events[0].person_key == typed.events[0].person_key == chinese.events[0].person_key
+    assert empty.events == plain.events  # absent and empty are the same: existing event ids stay
+    _, long = one_row(tmp_path, "insurance", id_type="123456789")
+    assert [(d.error_code, d.field) for d in long.dead] == [("TOO_LONG", "id_type")]
+
+
+# --- new optional columns: recorded_at, purpose -----------------------------------------------------
+
+
+@pytest.mark.parametrize("source", list(GOOD_ROWS))
+def test_recorded_at_is_the_version_time_of_the_record(tmp_path: Path, source: str) -> None:
+    _, plain = one_row(tmp_path, source)
+    _, recorded = one_row(tmp_path, source, recorded_at="2024-01-03 09:00")
+    _, chinese = ingest(source, write_csv(tmp_path / "c.csv", [{**GOOD_ROWS[source], "记录时间": "2024-01-03 09:00"}]))
+    _, empty = one_row(tmp_path, source, recorded_at=" ")
+    _, bad = one_row(tmp_path, source, recorded_at="2024-01-32")
+    when = parse_instant("2024-01-03T09:00+08:00")
+    assert recorded.events[0].recorded_at == chinese.events[0].recorded_at == when
+    assert recorded.events[0].version_time == when
+    assert plain.events[0].recorded_at is None and empty.events == plain.events
+    assert [(d.error_code, d.field) for d in bad.dead] == [("BAD_TIME", "recorded_at")]
+
+
+@pytest.mark.parametrize(
+    ("purpose", "expected"),
+    [("REPAIR", "REPAIR"), (" repair ", "REPAIR"), ("补缴", "REPAIR"), ("修复缴费", "REPAIR"),
+     ("CONTRIBUTION", "CONTRIBUTION"), ("正常缴费", "CONTRIBUTION"), ("", None)],
+)  # fmt: skip
+def test_the_purpose_of_a_payment(tmp_path: Path, purpose: str, expected: str | None) -> None:
+    _, plain = one_row(tmp_path, "tax")
+    _, got = ingest("tax", write_csv(tmp_path / "t.csv", [{**GOOD_ROWS["tax"], "缴费类型": purpose}]))
+    assert got.events[0].purpose == expected  # type: ignore[union-attr]
+    if expected is None:
+        assert got.events == plain.events  # no purpose, the same event id as before the column existed
+
+
+def test_an_unknown_purpose_is_a_dead_letter(tmp_path: Path) -> None:
+    _, got = one_row(tmp_path, "tax", purpose="DONATION")
+    assert [(d.error_code, d.field) for d in got.dead] == [("UNKNOWN_ENUM", "purpose")]
+
+
+# --- limits, free text, control characters ----------------------------------------------------------
+
+LIMITS = {"school_name": 128, "name": 128, "id_type": 8}  # every other column: 64 characters
+
+
+@pytest.mark.parametrize("source", list(GOOD_ROWS))
+def test_every_column_has_a_length_limit_and_too_long_is_a_dead_letter(tmp_path: Path, source: str) -> None:
+    columns = list(RECORD_TYPES[source].model_fields)
+    rows = [{**GOOD_ROWS[source], column: "1" * (LIMITS.get(column, 64) + 1)} for column in columns]
+    summary, got = ingest(source, write_csv(tmp_path / f"{source}.csv", rows, header=columns))
+    assert summary.accepted == 0
+    assert [(d.error_code, d.field) for d in got.dead] == [("TOO_LONG", column) for column in columns]
+
+
+@pytest.mark.parametrize(
+    ("source", "column"),
+    [("education", "school_name"), ("education", "school_code"), ("education", "student_ref"),
+     ("insurance", "channel"), ("insurance", "enrollment_ref"), ("tax", "channel"), ("tax", "payment_ref"),
+     ("hardship", "status_ref"), ("tax", "id_type")],
+)  # fmt: skip
+def test_free_text_is_accepted_up_to_its_limit(tmp_path: Path, source: str, column: str) -> None:
+    text = "学" * LIMITS.get(column, 64)
+    _, got = one_row(tmp_path, source, **{column: text})
+    assert getattr(got.events[0], column) == text
+
+
+@pytest.mark.parametrize(
+    ("source", "column"),
+    [("education", "school_name"), ("education", "school_code"), ("insurance", "channel"), ("tax", "channel"),
+     ("hardship", "status_ref")],
+)  # fmt: skip
+def test_identity_numbers_typed_into_free_text_are_masked(tmp_path: Path, source: str, column: str) -> None:
+    number = valid_number(sequence=77)
+    full_width = number.translate(FULL_WIDTH)
+    _, got = one_row(tmp_path, source, **{column: f"问{number}/{full_width}"})
+    masked = number[:6] + "********" + number[-4:]
+    assert getattr(got.events[0], column) == f"问{masked}/{masked}"
+
+
+def test_line_breaks_and_tabs_in_a_cell_are_spaces(tmp_path: Path) -> None:
+    # Excel's Alt+Enter puts a line break inside a cell; its CSV quotes it over two lines.
+    summary, got = one_row(tmp_path, "education", school_name="城中区\n第1小学", student_ref="XJ\t01")
+    assert summary.accepted == 1
+    assert (got.events[0].school_name, got.events[0].student_ref) == ("城中区 第1小学", "XJ 01")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("character", ["\x00", "\x07", "\x1b", "\x7f", "\x9b"])
+def test_other_control_characters_make_a_dead_letter_that_shows_them(tmp_path: Path, character: str) -> None:
+    _, got = one_row(tmp_path, "education", school_name=f"城中区{character}第1小学")
+    [dead] = got.dead
+    assert (dead.error_code, dead.field) == ("BAD_CHARACTER", "school_name")
+    assert f"U+{ord(character):04X}" in dead.message
+    assert dead.record["school_name"] == f"城中区\\u{ord(character):04x}第1小学"
+
+
+def test_a_nul_in_json_lines_is_a_dead_letter(tmp_path: Path) -> None:
+    _, got = ingest("tax", write_jsonl(tmp_path / "t.jsonl", [{**GOOD_ROWS["tax"], "channel": "微信\u0000"}]))
+    assert [(d.error_code, d.field) for d in got.dead] == [("BAD_CHARACTER", "channel")]
+    assert "\x00" not in str(got.dead[0].model_dump())
+
+
+def test_messages_name_the_column_as_the_file_does(tmp_path: Path) -> None:
+    model = RECORD_TYPES["education"]
+    row = {model.HEADERS.get(k, (k,))[0]: v for k, v in GOOD_ROWS["education"].items()}
+    _, got = ingest("education", write_csv(tmp_path / "roster.csv", [{**row, "学籍号": ""}]))
+    [dead] = got.dead
+    assert dead.field == "student_ref" and dead.message == "student_ref (学籍号): required value is empty"
+
+
+def test_a_quote_never_closed_is_one_dead_letter_that_names_the_lines_it_swallowed(tmp_path: Path) -> None:
+    rows = [{**GOOD_ROWS["tax"], "payment_ref": f"PJ-{i}"} for i in range(20_000)]
+    path = write_csv(tmp_path / "tax.csv", rows)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[5] = lines[5].replace("微信", '"微信')  # line 6 opens a quote that nothing closes
+    path.write_text("".join(lines), encoding="utf-8")
+    summary, got = ingest("tax", path)
+    [dead] = got.dead
+    swallowed = int(dead.origin.rsplit("-", 1)[1]) - 6 + 1
+    assert dead.line == 6 and dead.origin == f"{path}:6-{5 + swallowed}" and "a quote not closed" in dead.message
+    assert summary.read == len(rows) - swallowed + 1 and summary.accepted == len(rows) - swallowed
+    assert got.events[-1].payment_ref == "PJ-19999"  # type: ignore[union-attr]
+
+
+def test_a_file_rejected_a_thousand_times_in_a_row_is_refused(tmp_path: Path) -> None:
+    garbage = [{name: "x" for name in GOOD_ROWS["tax"]}] * 999
+    good = write_csv(tmp_path / "mixed.csv", [*garbage, GOOD_ROWS["tax"], *garbage])
+    summary, _ = ingest("tax", good)
+    assert (summary.accepted, summary.rejected) == (1, 1998)
+    bad = write_csv(tmp_path / "bad.csv", [GOOD_ROWS["tax"], *garbage, garbage[0], GOOD_ROWS["tax"]])
+    with pytest.raises(
+        InputError, match=r"bad\.csv:1002: refused after 1,001 records read, the last 1,000 all rejected"
+    ):
+        ingest("tax", bad)

@@ -4,6 +4,7 @@ is accounted for as an event or a dead letter (or the whole file is refused with
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import urllib.error
@@ -17,12 +18,21 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from connectors.records import RECORD_TYPES
 from infra.admin import ensure_topics
 from infra.broker import free_port, wait_for_http
 from infra.errors import InputError
 from infra.topics import SOURCE_EVENT
 from schemas import load_schema
-from schemas.codec import LOG_EVENT_NAMES, SINGLE_OBJECT_MARKER, UndecodableMessage, decode_message, fingerprint
+from schemas.codec import (
+    LOG_EVENT_NAMES,
+    SINGLE_OBJECT_MARKER,
+    UndecodableMessage,
+    decode_message,
+    encode_message,
+    fingerprint,
+)
+from schemas.models import DeadLetter, SourceEvent
 from tests.conftest import TEST_SECRET
 from tests.files import GOOD_ROWS, valid_number, write_csv, write_jsonl, write_xlsx
 from tests.live import live_settings
@@ -30,11 +40,25 @@ from tests.test_connectors import ingest
 
 SOURCES = tuple(GOOD_ROWS)
 FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+KAFKA_MAX_MESSAGE = 1 << 20  # what a default broker accepts
+FULL_WIDTH = str.maketrans("0123456789X", "０１２３４５６７８９Ｘ")
+ARABIC_INDIC = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 cell = st.one_of(
     st.none(), st.text(max_size=30), st.binary(max_size=10).map(lambda b: b.decode("latin-1")),
     st.integers(-(10**20), 10**20), st.floats(), st.booleans(), st.just(valid_number()),
     st.sampled_from(["2024", "380", "450202", "2023-12-31 10:00", "\ufeff", "=cmd|' /C calc'!A0", "\x00"]),
+    st.sampled_from([valid_number().translate(FULL_WIDTH), "45" + valid_number()[2:].translate(ARABIC_INDIC),
+                     "\u3000２０２４\u3000", "a\tb\nc", "9" * 2_000_000, "学" * 129]),
 )  # fmt: skip
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _small_and_clean(events: list[SourceEvent], dead: list[DeadLetter]) -> None:
+    """No message a connector produces exceeds what Kafka takes, and no event carries a control character."""
+    for message in [*events, *dead]:
+        assert len(encode_message(message)) < KAFKA_MAX_MESSAGE
+    for event in events:
+        assert not any(isinstance(v, str) and _CONTROL.search(v) for v in event.model_dump().values()), event
 
 
 def _jsonable(value: Any) -> Any:
@@ -54,6 +78,7 @@ def _accounted(source: str, path: Path, rows: int | None = None) -> None:
         return
     assert summary.read == summary.accepted + summary.rejected
     assert (summary.accepted, summary.rejected) == (len(got.events), len(got.dead))
+    _small_and_clean(got.events, got.dead)
     if rows is not None:
         assert summary.read + summary.files[0].blank_lines == rows
 
@@ -94,6 +119,34 @@ def test_arbitrary_json_lines_are_each_one_event_or_one_dead_letter(tmp_path: Pa
     path = tmp_path / "f.jsonl"
     path.write_text("\n".join(line.replace("\n", " ").replace("\r", " ") for line in lines), encoding="utf-8")
     _accounted("insurance", path)
+
+
+@pytest.mark.parametrize("source", SOURCES)
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_a_record_of_giant_cells_is_one_small_dead_letter(tmp_path: Path, source: str, suffix: str) -> None:
+    # 2 MB of UTF-8 per cell in JSON Lines; in CSV just under the 131,072 characters its reader takes.
+    giant = "学" * (700_000 if suffix == ".jsonl" else 130_000) + valid_number() + "\x00" * 10
+    row: dict[str, Any] = {name: giant for name in ["id_number", *RECORD_TYPES[source].model_fields]}
+    if suffix == ".jsonl":
+        row["occurred_at"] = [[giant] * 3]  # an array where a time belongs: read as its JSON text
+        path = write_jsonl(tmp_path / "f.jsonl", [row])
+    else:
+        path = write_csv(tmp_path / "f.csv", [row])
+    summary, got = ingest(source, path)
+    [dead] = got.dead
+    assert summary.rejected == 1 and {error.code for error in dead.errors} == {"TOO_LONG"}
+    assert len(encode_message(dead)) < 64 * 1024  # far below Kafka's 1 MiB, whatever the input
+    assert valid_number() not in dead.model_dump_json() and "\x00" not in str(dead.model_dump())
+
+
+def test_a_csv_cell_beyond_what_the_reader_takes_is_a_dead_letter(tmp_path: Path) -> None:
+    rows = [{**GOOD_ROWS["tax"], "channel": "9" * 2_000_000}, GOOD_ROWS["tax"]]
+    summary, got = ingest("tax", write_csv(tmp_path / "tax.csv", rows))
+    assert (summary.accepted, summary.rejected) == (1, 1)
+    assert (got.dead[0].error_code, got.dead[0].message) == (
+        "BAD_ROW",
+        "unreadable CSV (line 2): a cell longer than 131,072 characters",
+    )
 
 
 TOPIC_TYPES = [(source, event.schema_name) for source, event in SOURCE_EVENT.items()] + [("log", "ClockTick")]
@@ -185,3 +238,25 @@ def test_the_http_source_never_logs_tokens_or_the_secret(http_source: tuple[str,
     _post(url, orjson.dumps([GOOD_ROWS["tax"], {**GOOD_ROWS["tax"], "region": "x"}]))
     text = log.read_text(errors="replace")
     assert TOKEN not in text and TEST_SECRET not in text and GOOD_ROWS["tax"]["id_number"] not in text
+
+
+@pytest.mark.kafka
+def test_no_record_fails_a_batch_whatever_it_holds(http_source: tuple[str, Path]) -> None:
+    url, _ = http_source
+    good = GOOD_ROWS["tax"]
+    batch = [
+        good,
+        {**good, "id_number": "45" + good["id_number"][2:].translate(ARABIC_INDIC)},  # crashed person_key: a 500
+        {**good, "channel": "微信\u0000"},  # accepted, then stopped the PostgreSQL sink
+        {**good, "payment_ref": "P" * 20_000},
+        {**good, "id_number": good["id_number"].translate(FULL_WIDTH), "payment_ref": "PJ-2"},
+    ]
+    status, answer = _post(url, orjson.dumps(batch))
+    assert status == 200, answer
+    assert [(r["status"], r.get("error_code"), r.get("field")) for r in answer["results"]] == [
+        ("accepted", None, None),
+        ("rejected", "BAD_ID_FORMAT", "id_number"),
+        ("rejected", "BAD_CHARACTER", "channel"),
+        ("rejected", "TOO_LONG", "payment_ref"),
+        ("accepted", None, None),
+    ]

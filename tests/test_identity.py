@@ -43,7 +43,11 @@ def test_fifteen_digit_numbers_become_their_eighteen_character_twin() -> None:
         ("110105194913310028", "BAD_BIRTH_DATE"),  # month 13
         ("110105194902300025", "BAD_BIRTH_DATE"),  # 30 February
         ("110105189912310027", "BAD_BIRTH_DATE"),  # before 1900
-        ("990105194912310020", "BAD_AREA_CODE"),
+        ("010105194912310020", "BAD_AREA_CODE"),
+        ("830001200911300037", "BAD_AREA_CODE"),  # Taiwan residents' permits are 830000 exactly
+        ("944840130704005", "BAD_AREA_CODE"),  # 15 digits are a legacy resident number, never a foreigner's card
+        ("45٠٢٠٢٢٠١٥٠٦٠٧١٢٣٥", "BAD_ID_FORMAT"),  # Arabic-Indic digits: Python's \d and int() take them
+        ("４５０２０２２０１５０６０７１２３５", "BAD_ID_FORMAT"),  # full-width: valid only after cell normalisation
         ("11010519491231002", "BAD_ID_FORMAT"),
         ("1101051949123100X2", "BAD_ID_FORMAT"),
         ("", "BAD_ID_FORMAT"),
@@ -93,3 +97,34 @@ def test_redact_masks_identity_numbers_inside_references_only_when_valid() -> No
     assert redact("XJ450200000001259") == "XJ450200000001259"  # 15 digits, but no valid birth date
     assert redact("no 110105194912310021 here") == "no 110105194912310021 here"  # wrong check character
     assert redact("no 110105194912310021 here", only_valid=False) == "no 110105********0021 here"
+
+
+# Check characters of these worked out by hand with the recursive form of ISO 7064 MOD 11-2
+# (p = (p + digit) * 2 mod 11 over the 17 digits; check value (12 - p) mod 11, 10 written X), not
+# with the weighted sum the code uses.
+OTHER_DOCUMENTS = [
+    "810000201001010019",  # residence permit of a Hong Kong resident
+    "82000020120315002X",  # residence permit of a Macao resident
+    "830000200911300030",  # residence permit of a Taiwan resident
+    "944840201307040058",  # 2023 foreigners' permanent-residence ID card (9, Guangdong 44, nationality 840)
+]
+
+
+@pytest.mark.parametrize("number", OTHER_DOCUMENTS)
+def test_permits_and_the_permanent_residence_card_are_accepted_as_they_are(number: str) -> None:
+    assert normalise(number) == number
+    assert normalise(number.lower()) == number
+
+
+@pytest.mark.parametrize("number", OTHER_DOCUMENTS)
+def test_permits_and_the_permanent_residence_card_have_their_check_character_checked(number: str) -> None:
+    wrong = number[:17] + ("1" if number[17] != "1" else "2")
+    with pytest.raises(IdentityNumberError) as refused:
+        normalise(wrong)
+    assert refused.value.code == "BAD_CHECK_CHARACTER"
+
+
+def test_other_documents_typed_into_free_text_are_masked() -> None:
+    assert redact("permit 810000201001010019, card 944840201307040058") == (
+        "permit 810000********0019, card 944840********0058"
+    )
