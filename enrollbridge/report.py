@@ -314,7 +314,7 @@ def write_pdf(html_path: Path, pdf_path: Path, timeout: float = 120) -> None:
         command = [
             chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
             f"--user-data-dir={profile}", "--no-pdf-header-footer", "--run-all-compositor-stages-before-draw",
-            "--virtual-time-budget=5000", f"--print-to-pdf={pdf_path.resolve()}", html_path.resolve().as_uri(),
+            f"--print-to-pdf={pdf_path.resolve()}", html_path.resolve().as_uri(),
         ]  # fmt: skip
         try:
             done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)

@@ -80,7 +80,7 @@ def csv_value(value: Any, kind: CellKind) -> str:
     if kind == "datetime" and isinstance(value, datetime):
         return value.strftime("%Y-%m-%d %H:%M:%S")
     if kind == "date" and isinstance(value, date):
-        return value.isoformat()
+        return value.strftime("%Y-%m-%d")
     if isinstance(value, str):
         return inert(value)
     return str(value)
