@@ -17,9 +17,9 @@ import openpyxl
 import pytest
 
 from connectors.postgres_sink import PostgresSink
-from enrollbridge.names import SchoolNames, region_label, region_name
+from enrollbridge.names import KIND_NAMES, SchoolNames, region_label, region_name
 from enrollbridge.sheets import csv_value
-from enrollbridge.worklist import AGENCIES, COLUMNS, KIND_NAMES, write_worklists
+from enrollbridge.worklist import AGENCIES, COLUMNS, write_worklists
 from schemas.models import AlertRecord
 from schemas.times import CST
 from tests.cli import enrollbridge
@@ -128,7 +128,7 @@ def test_the_xlsx_amounts_sum_in_excel_and_times_are_china_standard_time(
         assert all(sheet.column_dimensions[letter].width > 8 for letter in "ADFP")
         for row in range(2, sheet.max_row + 1):
             rows_seen += 1
-            alert = expected[sheet.cell(row, ident).value]
+            alert = expected[str(sheet.cell(row, ident).value)]
             for column, fen in ((paid, alert.details.paid_fen), (owed, alert.details.expected_fen)):
                 cell = sheet.cell(row, column)
                 if fen is None:
@@ -161,7 +161,7 @@ def test_the_county_workbook_has_a_sheet_per_school_and_matches_the_csv(
         with some_csv.open(encoding="utf-8-sig", newline="") as source:
             as_csv = [tuple(r) for r in csv.reader(source)][1:]
         assert as_csv == [tuple(csv_value(v, c.kind) for v, c in zip(row, COLUMNS, strict=True)) for row in rows[1:]]
-        schools = {expected[r[-1]].details.school_code for r in rows[1:]} - {None}
+        schools = {expected[str(r[-1])].details.school_code for r in rows[1:]} - {None}
         assert workbook.sheetnames[1:] == sorted(str(s) for s in schools)
         for school in schools:
             sheet = workbook[str(school)]
@@ -232,10 +232,10 @@ def test_formulas_typed_by_an_agency_stay_inert_text_in_every_csv_and_xlsx(tmp_p
     for path in written:
         if path.suffix == ".csv":
             with path.open(encoding="utf-8-sig", newline="") as source:
-                for row in csv.reader(source):
-                    for cell in row:
-                        assert not cell.lstrip(" ").startswith(("=", "+", "-", "@", "\t", "\r")), (path.name, cell)
-                        csv_cells.add(cell)
+                for line in csv.reader(source):
+                    for text in line:
+                        assert not text.lstrip(" ").startswith(("=", "+", "-", "@", "\t", "\r")), (path.name, text)
+                        csv_cells.add(text)
         else:
             for sheet in openpyxl.load_workbook(path).worksheets:
                 for row in sheet.iter_rows():
