@@ -181,14 +181,18 @@ def write_worklists(alerts: Iterable[AlertRecord], out: Path, schools: SchoolNam
 
 
 def _write_county_xlsx(path: Path, title: str, rows: list[dict[str, Any]]) -> None:
-    """The county's every open alert on the first sheet, then a sheet per school (by code)."""
+    """The county's every open alert on the first sheet, then a sheet per school, by code: titled with
+    the code and as much of the name as fits (Excel allows 31 characters)."""
     sheets: list[tuple[str, Sequence[dict[str, Any]]]] = [("全部 All", rows)]
     per_school: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
         if row["school_code"]:
             per_school.setdefault(row["school_code"], []).append(row)
     titles = SheetTitles(["全部 All"])
-    sheets += [(titles.title(code), school_rows) for code, school_rows in sorted(per_school.items())]
+    for code, school_rows in sorted(per_school.items()):
+        label: str = school_rows[0]["school"]
+        name = label.removesuffix(f" {code}") if label != code else ""
+        sheets.append((titles.title(f"{code} {name}".strip()), school_rows))
     _write_xlsx(path, title, sheets)
 
 

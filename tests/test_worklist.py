@@ -161,10 +161,11 @@ def test_the_county_workbook_has_a_sheet_per_school_and_matches_the_csv(
         with some_csv.open(encoding="utf-8-sig", newline="") as source:
             as_csv = [tuple(r) for r in csv.reader(source)][1:]
         assert as_csv == [tuple(csv_value(v, c.kind) for v, c in zip(row, COLUMNS, strict=True)) for row in rows[1:]]
-        schools = {expected[str(r[-1])].details.school_code for r in rows[1:]} - {None}
-        assert workbook.sheetnames[1:] == sorted(str(s) for s in schools)
-        for school in schools:
-            sheet = workbook[str(school)]
+        schools = sorted({str(expected[str(r[-1])].details.school_code) for r in rows[1:]} - {"None"})
+        assert len(workbook.sheetnames) == 1 + len(schools)
+        for school, title in zip(schools, workbook.sheetnames[1:], strict=True):
+            assert title.startswith(school) and len(title) <= 31  # 4502220001 柳城县第1小学
+            sheet = workbook[title]
             listed = {r[-1] for r in sheet.iter_rows(min_row=2, values_only=True)}
             assert listed == {r[-1] for r in rows[1:] if expected[str(r[-1])].details.school_code == school}
 
