@@ -18,7 +18,15 @@ from typing import Any
 
 from aiohttp import web
 
-from enrollbridge.names import KIND_NAMES, pool_label, region_label, region_name, school_type_zh, status_zh
+from enrollbridge.names import (
+    KIND_NAMES,
+    SCHOOL_TYPE_NAMES,
+    pool_label,
+    region_label,
+    region_name,
+    school_type_zh,
+    status_zh,
+)
 from enrollbridge.sheets import cst_datetime
 from infra.settings import Settings
 from infra.topics import Topics
@@ -31,6 +39,7 @@ from streams.core.rules import KIND_ORDER
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 COOKIE = "enrollbridge_dashboard"
+_SCHOOL_TYPE_ORDER = {school_type: rank for rank, school_type in enumerate(SCHOOL_TYPE_NAMES)}  # by age
 
 
 class LiveFigures:
@@ -93,9 +102,10 @@ class LiveFigures:
                 {**group, "name": region_name(group["key"]) or group["key"], "label": region_label(group["key"])}
                 for group in _groups(self.now, "county")
             ],
-            "by_school_type": [
-                {**group, "label": school_type_zh(group["key"])} for group in _groups(self.now, "school_type")
-            ],
+            "by_school_type": sorted(
+                ({**group, "label": school_type_zh(group["key"])} for group in _groups(self.now, "school_type")),
+                key=lambda group: _SCHOOL_TYPE_ORDER.get(group["key"], len(_SCHOOL_TYPE_ORDER)),
+            ),
             "course": self.course(),
             "open_by_kind": {kind: open_kinds[kind] for kind in KIND_ORDER},
             "kinds": [

@@ -75,3 +75,33 @@ def test_a_school_is_named_by_its_latest_roster_record_in_any_order() -> None:
         assert names.label("4502220001") == "柳城县实验小学 4502220001"
         assert names.label("4502220002") == "柳城县第二小学 4502220002"
         assert names.label("4502220003") == "4502220003" and names.label(None) == ""
+
+
+def test_the_dashboard_figures_carry_names_and_chinese_labels() -> None:
+    from enrollbridge.dashboard import LiveFigures
+    from schemas.models import AlertRecord, CoverageRecord
+    from streams.core.policy import load_policies
+
+    policy = load_policies().get("450200", 2024)
+    assert policy is not None
+    figures = LiveFigures(policy)
+    for n, (county, school_type) in enumerate([("450222", "SENIOR_SECONDARY"), ("450226", "KINDERGARTEN")]):
+        figures.add(CoverageRecord.model_validate({
+            "person_key": f"{n:064x}", "coverage_year": 2024, "pool": "450200", "county": county,
+            "school_code": f"{county}0001", "school_type": school_type, "on_roster": True, "registered": True,
+            "covered": n == 0, "as_of": "2023-10-01T00:00:00+08:00", "cause": "0" * 32,
+        }))  # fmt: skip
+    figures.add(AlertRecord.model_validate({
+        "alert_id": "a" * 64, "kind": "UNPAID", "status": "OPEN", "person_key": f"{1:064x}", "coverage_year": 2024,
+        "pool": "450200", "as_of": "2023-10-01T00:00:00+08:00", "severity": "MEDIUM", "evidence": [],
+        "details": {"county": "450226", "masked_id": "450226********0011"},
+    }))  # fmt: skip
+    shown = figures.snapshot()
+    assert shown["pool_name"] == "柳州市 450200 2024"
+    assert [g["label"] for g in shown["by_county"]] == ["柳城县 450222", "三江侗族自治县 450226"]
+    assert [g["label"] for g in shown["by_school_type"]] == ["幼儿园", "高中"]  # youngest first
+    assert {k["kind"]: (k["zh"], k["open"]) for k in shown["kinds"]}["UNPAID"] == ("已登记未缴费", 1)
+    assert shown["recent"] == [{
+        "as_of": "2023-10-01 00:00:00", "kind": "UNPAID", "kind_zh": "已登记未缴费", "status": "OPEN",
+        "status_zh": "未消除", "county": "三江侗族自治县 450226", "masked_id": "450226********0011",
+    }]  # fmt: skip
