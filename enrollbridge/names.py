@@ -17,6 +17,10 @@ from collections.abc import Iterable, Sequence
 from functools import cache
 from pathlib import Path
 
+import orjson
+
+from infra.errors import InputError
+from schemas.codec import event_from_json
 from schemas.models import RosterChange
 
 ASSETS = Path(__file__).resolve().parent / "assets"
@@ -169,12 +173,28 @@ class SchoolNames:
 
     @classmethod
     def from_event_files(cls, paths: Sequence[Path]) -> SchoolNames:
-        """Read the roster events of canonical event files (JSON Lines or Avro containers)."""
-        from streams.replay import read_events
+        """Read the roster events of canonical event files (JSON Lines or Avro containers); in JSON
+        Lines only the roster lines are decoded, so giving every agency's events costs little."""
+        from streams.replay import AVRO_MAGIC, read_events
 
         names = cls()
         for path in paths:
-            names.add_all(event for _, event in read_events(path))
+            try:
+                with path.open("rb") as raw:
+                    avro = raw.read(4) == AVRO_MAGIC
+            except OSError as error:
+                raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+            if avro:
+                names.add_all(event for _, event in read_events(path))
+                continue
+            with path.open("rb") as lines:
+                for number, line in enumerate(lines, start=1):
+                    if b'"RosterChange"' in line:
+                        try:
+                            names.add_all([event_from_json(orjson.loads(line))])
+                        except (ValueError, TypeError) as error:
+                            message = str(error).splitlines()[0]
+                            raise InputError(f"{path}:{number}: not a canonical event: {message}") from None
         return names
 
     def __len__(self) -> int:

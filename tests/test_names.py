@@ -3,6 +3,10 @@ latest roster record, Chinese labels for every enum symbol the outputs show."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
 from enrollbridge.names import (
     HARDSHIP_CATEGORY_NAMES,
     INSURANCE_TYPE_NAMES,
@@ -105,3 +109,21 @@ def test_the_dashboard_figures_carry_names_and_chinese_labels() -> None:
         "as_of": "2023-10-01 00:00:00", "kind": "UNPAID", "kind_zh": "已登记未缴费", "status": "OPEN",
         "status_zh": "未消除", "county": "三江侗族自治县 450226", "masked_id": "450226********0011",
     }]  # fmt: skip
+
+
+def test_school_names_come_from_event_files_and_a_bad_line_is_one_clear_error(tmp_path: Path) -> None:
+    from infra.errors import InputError
+    from schemas.codec import to_json_line, write_event_container
+
+    roster = _roster("4502220001", "柳城县第一小学", "2023-09-01 08:00:00", "XJ1")
+    jsonl = tmp_path / "education.events.jsonl"
+    jsonl.write_bytes(to_json_line(roster) + b'\n{"type":"PaymentChange","anything":1}\n')
+    avro = tmp_path / "education.events.avro"
+    with avro.open("wb") as out:
+        write_event_container(out, [_roster("4502220002", "柳城县第二小学", "2023-09-01 08:00:00", "XJ2")])
+    names = SchoolNames.from_event_files([jsonl, avro])
+    assert names.name("4502220001") == "柳城县第一小学" and names.name("4502220002") == "柳城县第二小学"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b'{"type":"RosterChange","school_code":1}\n')
+    with pytest.raises(InputError, match=r"bad\.jsonl:1: not a canonical event"):
+        SchoolNames.from_event_files([bad])
