@@ -398,14 +398,29 @@ def sink(**flags: Any) -> None:
 @click.option("--pool", help="Only this pool.")
 @click.option("--year", type=int, help="Only this coverage year.")
 @click.option("--pg-schema", help="PostgreSQL schema of the sink's tables (default enrollbridge).")
+@click.option(
+    "--events",
+    "event_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Event files (e.g. education.events.jsonl) whose roster records name the schools; repeatable.",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write into.")
 def worklist(
-    alert_files: tuple[Path, ...], pool: str | None, year: int | None, pg_schema: str | None, out: Path
+    alert_files: tuple[Path, ...],
+    pool: str | None,
+    year: int | None,
+    pg_schema: str | None,
+    event_files: tuple[Path, ...],
+    out: Path,
 ) -> None:
-    """Outreach work lists of open alerts, per county and per school, as CSV and XLSX (no names).
+    """Outreach work lists of open alerts, per county, per school and per agency, as CSV and XLSX (no
+    names of people).
 
     From ALERT_FILES (alert records as JSON Lines, e.g. a replay's output) when given, else from the
-    sink's tables in PostgreSQL (ENROLLBRIDGE_PG_DSN)."""
+    sink's tables in PostgreSQL (ENROLLBRIDGE_PG_DSN). School names come from the roster records of
+    --events; without them schools are shown by code."""
+    from enrollbridge.names import SchoolNames
     from enrollbridge.worklist import open_alerts, write_worklists
     from schemas.models import AlertRecord
 
@@ -428,9 +443,11 @@ def worklist(
             raise InputError("give alert files, or set ENROLLBRIDGE_PG_DSN to read the sink's tables")
         with SinkHistory(settings.pg_dsn.get_secret_value(), settings.pg_schema) as history:
             alerts = history.open_alerts(pool, year)
-    written = write_worklists(alerts, out)
+    schools = SchoolNames.from_event_files(event_files)
+    written = write_worklists(alerts, out, schools)
     click.echo(
-        f"{written.rows} open alerts in work lists for {written.counties} counties and {written.schools} schools: {out}"
+        f"{written.rows} open alerts in work lists for {written.counties} counties, {written.schools} schools "
+        f"and {written.agencies} agencies: {out}"
     )
 
 
@@ -442,6 +459,7 @@ def worklist(
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), help="Policy TOML.")
 @click.option("--pg-schema", help="PostgreSQL schema of the sink's tables (default enrollbridge).")
 @click.option("--out", default=Path("."), show_default=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--pdf", is_flag=True, help="Also print the report to PDF with headless Chromium (A4 landscape).")
 def report(
     pool: str,
     year: int,
@@ -450,12 +468,13 @@ def report(
     policy_file: Path | None,
     pg_schema: str | None,
     out: Path,
+    pdf: bool,
 ) -> None:
-    """The monthly county report (按月通报) as HTML with a chart and as XLSX.
+    """The monthly county report (按月通报) as HTML with a chart and as XLSX (and PDF with --pdf).
 
     From a replay of EVENT_FILES (connector outputs or an archived log) when given, else from the
     sink's history in PostgreSQL (ENROLLBRIDGE_PG_DSN)."""
-    from enrollbridge.report import build_report, report_times, write_html, write_xlsx
+    from enrollbridge.report import build_report, report_times, write_html, write_pdf, write_xlsx
     from schemas.models import AlertRecord, CoverageRecord
     from schemas.times import parse_date
     from streams.core.policy import load_policies
@@ -492,6 +511,9 @@ def report(
         f"{policy.describe()} as of {as_of}: {result.total.covered} of {result.total.on_roster} covered ({rate})"
     )
     click.echo(f"report: {stem.with_suffix('.html')} and {stem.with_suffix('.xlsx')}")
+    if pdf:
+        write_pdf(stem.with_suffix(".html"), stem.with_suffix(".pdf"))
+        click.echo(f"report: {stem.with_suffix('.pdf')}")
 
 
 @cli.command()

@@ -18,17 +18,28 @@ from typing import Any
 
 from aiohttp import web
 
+from enrollbridge.names import (
+    KIND_NAMES,
+    SCHOOL_TYPE_NAMES,
+    pool_label,
+    region_label,
+    region_name,
+    school_type_zh,
+    status_zh,
+)
+from enrollbridge.sheets import cst_datetime
 from infra.settings import Settings
 from infra.topics import Topics
 from schemas.codec import UndecodableMessage, decode_message
 from schemas.models import AlertRecord, CoverageRecord
-from schemas.times import format_date, format_instant, start_of_local_day
+from schemas.times import format_date, start_of_local_day
 from streams.core.figures import Figures, fold
 from streams.core.policy import Policy
 from streams.core.rules import KIND_ORDER
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 COOKIE = "enrollbridge_dashboard"
+_SCHOOL_TYPE_ORDER = {school_type: rank for rank, school_type in enumerate(SCHOOL_TYPE_NAMES)}  # by age
 
 
 class LiveFigures:
@@ -76,9 +87,9 @@ class LiveFigures:
         open_kinds = self.now.open_by_kind()
         return {
             "pool": self.policy.pool,
-            "pool_name": self.policy.describe(),
+            "pool_name": f"{pool_label(self.policy.pool, self.policy.name)} {self.policy.coverage_year}",
             "coverage_year": self.policy.coverage_year,
-            "as_of": format_instant(self.latest) if self.latest else None,
+            "as_of": _shown_time(self.latest) if self.latest else None,
             "records": len(self.coverage) + len(self.alerts),
             "undecodable": self.undecodable,  # counted, not shown as figures: the worker dead-letters them
             "total": {
@@ -87,21 +98,38 @@ class LiveFigures:
                 "covered": total.covered,
                 "rate": _percent(total.rate),
             },
-            "by_county": _groups(self.now, "county"),
-            "by_school_type": _groups(self.now, "school_type"),
+            "by_county": [
+                {**group, "name": region_name(group["key"]) or group["key"], "label": region_label(group["key"])}
+                for group in _groups(self.now, "county")
+            ],
+            "by_school_type": sorted(
+                ({**group, "label": school_type_zh(group["key"])} for group in _groups(self.now, "school_type")),
+                key=lambda group: _SCHOOL_TYPE_ORDER.get(group["key"], len(_SCHOOL_TYPE_ORDER)),
+            ),
             "course": self.course(),
             "open_by_kind": {kind: open_kinds[kind] for kind in KIND_ORDER},
+            "kinds": [
+                {"kind": kind, "zh": KIND_NAMES[kind][0], "en": KIND_NAMES[kind][1], "open": open_kinds[kind]}
+                for kind in KIND_ORDER
+            ],
             "recent": [
                 {
-                    "as_of": format_instant(a.as_of),
+                    "as_of": _shown_time(a.as_of),
                     "kind": a.kind,
+                    "kind_zh": KIND_NAMES[a.kind][0],
                     "status": a.status,
-                    "county": a.details.county,
+                    "status_zh": status_zh(a.status),
+                    "county": region_label(a.details.county),
                     "masked_id": a.details.masked_id,
                 }
                 for a in self.recent
             ],
         }
+
+
+def _shown_time(epoch_ms: int) -> str:
+    """China Standard Time as people write it: 2023-10-01 08:00:00."""
+    return cst_datetime(epoch_ms).strftime("%Y-%m-%d %H:%M:%S")
 
 
 def _percent(rate: float | None) -> float | None:

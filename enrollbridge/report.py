@@ -11,13 +11,21 @@ from __future__ import annotations
 
 import html
 import json
+import os
+import shutil
+import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from openpyxl import Workbook
 from openpyxl.styles import Font
+from openpyxl.utils import get_column_letter
 
+from enrollbridge.names import category_zh, pool_label, region_edition, region_label
+from enrollbridge.sheets import excel_text, set_cell
+from infra.errors import InputError
 from schemas.models import AlertRecord, CoverageRecord
 from schemas.times import format_date, format_instant, start_of_local_day
 from streams.core.figures import CoverageCounts, Figures, fold
@@ -41,7 +49,7 @@ COLUMNS = (
 
 @dataclass(frozen=True)
 class ReportRow:
-    county: str
+    county: str  # as shown: 柳城县 450222 (or the total's label)
     on_roster: int
     registered: int
     covered: int
@@ -62,6 +70,7 @@ class Report:
     previous_checkpoint: int | None  # local days
     counties: tuple[ReportRow, ...]
     total: ReportRow
+    subsidy: tuple[tuple[str, float], ...] = ()  # hardship category -> subsidy share, from the policy
 
 
 def report_times(policy: Policy, as_of_date: int) -> tuple[int, int | None, int | None]:
@@ -90,12 +99,13 @@ def build_report(
     )
     return Report(
         policy.pool,
-        policy.name or policy.pool,
+        pool_label(policy.pool, policy.name),
         policy.coverage_year,
         as_of_date,
         previous_day,
         rows,
         _row(now, now.total(), before.total() if before else None, None, before is not None),
+        tuple(sorted(policy.subsidy.items())),
     )
 
 
@@ -107,7 +117,7 @@ def _row(
     rate = covered / on_roster if on_roster else None
     earlier_rate = earlier.rate if earlier else None
     return ReportRow(
-        county=county or "合计 Total",
+        county=region_label(county) if county else "合计 Total",
         on_roster=on_roster,
         registered=registered,
         covered=covered,
@@ -129,41 +139,74 @@ def _cell(row: ReportRow, key: str) -> str | int | float | None:
     return value
 
 
+_FORMATS = {"rate": "0.00%", "rate_change": "+0.00;-0.00;0.00"}
+
+
 def write_xlsx(report: Report, path: Path) -> None:
     workbook = Workbook()
     sheet = workbook.active
     assert sheet is not None
     sheet.title = "按区县"
-    sheet.append([zh for zh, _, _ in COLUMNS])
-    sheet.append([en for _, en, _ in COLUMNS])
-    for row in (*report.counties, report.total):
-        sheet.append([_cell(row, key) for _, _, key in COLUMNS])
+    rows = (*report.counties, report.total)
+    for number, (zh, en, key) in enumerate(COLUMNS, start=1):
+        set_cell(sheet, 1, number, zh)
+        set_cell(sheet, 2, number, en)
+        for offset, row in enumerate(rows, start=3):
+            value = _cell(row, key)
+            set_cell(sheet, offset, number, value, "int" if isinstance(value, int) else "text")
+            if key in _FORMATS and value is not None:
+                sheet.cell(row=offset, column=number).number_format = _FORMATS[key]
+        width = max(len(en), 2 * len(zh), *(len(str(_cell(row, key))) + 4 for row in rows))
+        sheet.column_dimensions[get_column_letter(number)].width = min(40, width + 2)
     for cell in (*sheet[1], *sheet[2], *sheet[sheet.max_row]):
         cell.font = Font(bold=True)
-    for cells in sheet.iter_rows(min_row=3, min_col=5, max_col=5):
-        cells[0].number_format = "0.00%"
     sheet.freeze_panes = "B3"
+    sheet.auto_filter.ref = f"A2:{get_column_letter(len(COLUMNS))}{2 + len(report.counties)}"
     about = workbook.create_sheet("说明")
-    for line in _about(report):
-        about.append(line)
+    for number, (key, value) in enumerate(_about(report), start=1):
+        set_cell(about, number, 1, key)
+        set_cell(about, number, 2, value)
+    about.column_dimensions["A"].width = 44
+    about.column_dimensions["B"].width = 110
+    workbook.properties.title = excel_text(_title(report))
     workbook.save(path)
 
 
 def _about(report: Report) -> list[tuple[str, str]]:
     previous = format_date(report.previous_checkpoint) if report.previous_checkpoint is not None else "—"
+    subsidy = "；".join(f"{category_zh(c)} {share:.0%}" for c, share in report.subsidy) or "—"
     return [
-        ("统筹区 Pool", f"{report.pool} {report.pool_name}"),
+        ("统筹区 Pool", report.pool_name),
         ("参保年度 Coverage year", str(report.coverage_year)),
         ("统计截止 As of (end of day, China Standard Time)", format_date(report.as_of_date)),
         ("上一节点 Previous checkpoint", previous),
         ("参保率 Coverage rate", "已参保缴费 / 在册学生数 (covered / students on rosters)"),
-        ("重复参保 Duplicates", "发现：截至统计日出现过的重复参保；已清理：其中已消除的"),
-        ("困难群体异地参保", "截至统计日未消除的困难群体未在待遇审批地参保预警"),
+        (
+            "发现重复参保 Duplicates found",
+            "截至统计日出现过的重复参保预警（同一参保年度同时有两条及以上有效参保登记）"
+            " / duplicate-enrollment alerts opened by the cut-off (two or more active registrations for the year)",
+        ),
+        (
+            "已清理重复参保 Duplicates cleaned",
+            "其中截至统计日已消除的：多余的参保登记已注销，只剩一条有效登记（预警状态为已消除）"
+            " / of those, the ones resolved by the cut-off: the redundant registration was cancelled, at most one"
+            " remains active (the alert's latest transition is RESOLVED)",
+        ),
+        ("困难群体异地参保 Hardship students in the wrong place", "截至统计日未消除的困难群体未在待遇审批地参保预警"),
+        ("资助比例 Subsidy shares (policy)", subsidy),
+        ("区划名称 Region names", f"GB/T 2260，民政部县级以上行政区划代码（{region_edition()}）"),
         ("生成 Generated by", "enrollbridge report"),
     ]
 
 
+def _title(report: Report) -> str:
+    return f"{report.pool_name} {report.coverage_year} 年度学生参保情况通报（截至 {format_date(report.as_of_date)}）"
+
+
 def write_html(report: Report, path: Path) -> None:
+    """One self-contained page (ECharts inlined). The chart is drawn without animation, so a printout,
+    a PDF or a headless capture shows it complete; ``@media print`` lays the page out on A4 landscape."""
+
     def fmt(row: ReportRow, key: str) -> str:
         value = getattr(row, key)
         if value is None:
@@ -182,7 +225,7 @@ def write_html(report: Report, path: Path) -> None:
         for row in (*report.counties, report.total)
     )  # fmt: skip
     chart = {
-        "counties": [row.county for row in report.counties],
+        "counties": [row.county.rsplit(" ", 1)[0] for row in report.counties],
         "rate": [None if row.rate is None else round(row.rate * 100, 2) for row in report.counties],
         "previous": [
             None if row.rate is None or row.rate_change is None else round(row.rate * 100 - row.rate_change, 2)
@@ -190,8 +233,10 @@ def write_html(report: Report, path: Path) -> None:
         ],
     }
     about = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in _about(report))
-    title = f"{report.pool_name} {report.coverage_year} 年度学生参保情况通报（截至 {format_date(report.as_of_date)}）"
+    title = _title(report)
     script = (ASSETS / "echarts.min.js").read_text(encoding="utf-8")
+    # JSON inside <script>: "</" must not end the element early (a name could hold it).
+    data = json.dumps(chart, ensure_ascii=False).replace("</", "<\\/")
     page = f"""<!doctype html>
 <html lang="zh-CN"><head><meta charset="utf-8"><title>{html.escape(title)}</title>
 <style>
@@ -199,8 +244,22 @@ body {{ font-family: "Noto Sans CJK SC", "Microsoft YaHei", sans-serif; margin: 
 table {{ border-collapse: collapse; margin: 1em 0; }}
 th, td {{ border: 1px solid #bbb; padding: 4px 8px; text-align: right; }}
 th {{ background: #eef2f7; text-align: center; }}
+#counties td:first-child {{ text-align: left; white-space: nowrap; }}
+#about th, #about td {{ text-align: left; }}
 tr.total td {{ font-weight: bold; background: #f6f6f6; }}
-#chart {{ width: 100%; max-width: 1100px; height: 420px; }}
+#chart {{ width: 960px; height: 330px; }}
+@page {{ size: A4 landscape; margin: 12mm; }}
+@media print {{
+  body {{ margin: 0; font-size: 10pt; }}
+  h1 {{ font-size: 15pt; margin: 0 0 4mm; }}
+  th, td {{ padding: 2px 5px; }}
+  th {{ background: #eef2f7 !important; -webkit-print-color-adjust: exact; print-color-adjust: exact; }}
+  tr.total td {{ background: #f6f6f6 !important; -webkit-print-color-adjust: exact; print-color-adjust: exact; }}
+  #chart {{ break-inside: avoid; }}
+  #counties {{ break-before: auto; }}
+  #counties tr, #about tr {{ break-inside: avoid; }}
+  #about {{ break-before: page; }}
+}}
 </style></head><body>
 <h1>{html.escape(title)}</h1>
 <div id="chart"></div>
@@ -209,14 +268,16 @@ tr.total td {{ font-weight: bold; background: #f6f6f6; }}
 <p><small>Cut-off {html.escape(format_instant(start_of_local_day(report.as_of_date + 1)))}; enrollbridge.</small></p>
 <script>{script}</script>
 <script>
-const data = {json.dumps(chart, ensure_ascii=False)};
+const data = {data};
 const chart = echarts.init(document.getElementById("chart"), null, {{renderer: "svg"}});
 chart.setOption({{
+  animation: false,
   title: {{text: "各区县参保率 Coverage rate by county (%)"}},
   tooltip: {{trigger: "axis"}},
   legend: {{data: ["截至统计日 As of", "上一节点 Previous checkpoint"], bottom: 0}},
-  grid: {{top: 60, bottom: 60}},
-  xAxis: {{type: "category", data: data.counties}},
+  grid: {{top: 60, bottom: 80}},
+  xAxis: {{type: "category", data: data.counties,
+          axisLabel: {{interval: 0, rotate: data.counties.length > 6 ? 30 : 0}}}},
   yAxis: {{type: "value", min: 0, max: 100}},
   series: [
     {{name: "截至统计日 As of", type: "bar", data: data.rate, label: {{show: true, position: "top"}}}},
@@ -227,3 +288,38 @@ chart.setOption({{
 </body></html>
 """
     path.write_text(page, encoding="utf-8")
+
+
+def find_chromium() -> str | None:
+    """Headless Chromium: ``ENROLLBRIDGE_CHROMIUM``, else Debian's ``chromium`` or another usual name."""
+    configured = os.environ.get("ENROLLBRIDGE_CHROMIUM")
+    if configured:
+        return shutil.which(configured)
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+def write_pdf(html_path: Path, pdf_path: Path, timeout: float = 120) -> None:
+    """Print the report page to PDF with headless Chromium (A4 landscape, from the page's print style)."""
+    chromium = find_chromium()
+    if chromium is None:
+        raise InputError(
+            "report --pdf needs headless Chromium, which is not installed (Debian: apt-get install chromium); "
+            f"the HTML and XLSX were written: {html_path}"
+        )
+    with tempfile.TemporaryDirectory(prefix="enrollbridge-chromium-") as profile:
+        command = [
+            chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            f"--user-data-dir={profile}", "--no-pdf-header-footer", "--run-all-compositor-stages-before-draw",
+            f"--print-to-pdf={pdf_path.resolve()}", html_path.resolve().as_uri(),
+        ]  # fmt: skip
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise InputError(f"Chromium did not print {html_path} within {timeout:.0f} s") from None
+    if done.returncode != 0 or not pdf_path.exists() or pdf_path.stat().st_size == 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InputError(f"Chromium could not print {html_path} to PDF (exit {done.returncode}): {last}")

@@ -1,58 +1,80 @@
-"""Outreach work lists: the open alerts per county and per school, as CSV and XLSX, for the staff who
-call families and correct registrations.
+"""Outreach work lists: the open alerts per county, per school and per agency, as CSV and XLSX, for
+the staff who call families and correct registrations.
 
-Each row carries what a caseworker needs and nothing more: the masked identity number, the agency's
-own record references (student number, registration and receipt numbers), the kind in plain Chinese
-and English, and what to do next. No names: most students are minors, and enrollbridge never holds
-names in the first place.
+Each row carries what a caseworker needs and nothing more: the county and school by name and code,
+the masked identity number, the agency's own record references (student number, registration and
+receipt numbers), the kind in plain Chinese and English, and what to do next. No names of people:
+most students are minors, and enrollbridge never holds names in the first place.
+
+The XLSX files are made for Excel: amounts are numbers in yuan (they sum), times are Excel dates in
+China Standard Time, the header is frozen with an autofilter over the table, columns are as wide as
+their contents. The county workbook has a sheet with every open alert of the county and one sheet
+per school. Every text cell is inert (``enrollbridge.sheets``), and file names made from codes never
+leave the output folder.
 """
 
 from __future__ import annotations
 
-import csv
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from openpyxl import Workbook
-from openpyxl.styles import Font
 
+from enrollbridge.names import KIND_NAMES, SchoolNames, pool_label, region_label, school_type_zh
+from enrollbridge.sheets import (
+    Column,
+    FileNames,
+    SheetTitles,
+    cst_datetime,
+    excel_text,
+    fill_sheet,
+    inside,
+    write_csv,
+)
 from schemas.models import AlertRecord
-from schemas.times import format_date, format_instant
-
-KIND_NAMES = {
-    "UNENROLLED": ("未参保", "Not enrolled"),
-    "UNPAID": ("已登记未缴费", "Registered, not paid"),
-    "DUPLICATE_ENROLLMENT": ("重复参保", "Duplicate enrollment"),
-    "HARDSHIP_WRONG_PLACE": ("困难群体未在审批地参保", "Hardship student registered outside the approving pool"),
-    "OVERPAID": ("多缴保费", "Overpaid"),
-    "PAID_UNREGISTERED": ("已缴费未登记", "Paid, not registered"),
-    "WAITING_PERIOD": ("逾期缴费，设待遇等待期", "Late payment: waiting period"),
-}
+from schemas.times import days_to_date, format_date
 
 COLUMNS = (
-    ("区县", "county"),
-    ("学校代码", "school_code"),
-    ("学校类型", "school_type"),
-    ("预警类型", "kind_zh"),
-    ("Kind", "kind_en"),
-    ("证件号（脱敏）", "masked_id"),
-    ("学籍号", "student_ref"),
-    ("参保登记号", "enrollment_refs"),
-    ("票据号", "payment_refs"),
-    ("参保年度", "coverage_year"),
-    ("统筹区", "pool"),
-    ("应缴（元）", "expected_yuan"),
-    ("已缴（元）", "paid_yuan"),
-    ("预警时间", "as_of"),
-    ("处理建议", "next_step_zh"),
-    ("Next step", "next_step_en"),
-    ("预警编号", "alert_id"),
+    Column("区县", "county"),
+    Column("学校", "school"),
+    Column("学校类型", "school_type"),
+    Column("预警类型", "kind_zh"),
+    Column("Kind", "kind_en"),
+    Column("证件号（脱敏）", "masked_id"),
+    Column("学籍号", "student_ref"),
+    Column("参保登记号", "enrollment_refs"),
+    Column("票据号", "payment_refs"),
+    Column("参保年度", "coverage_year", "int"),
+    Column("统筹区", "pool"),
+    Column("应缴（元）", "expected_yuan", "money"),
+    Column("已缴（元）", "paid_yuan", "money"),
+    Column("待遇起始日", "benefit_start", "date"),
+    Column("预警时间（北京时间）", "as_of", "datetime"),
+    Column("处理建议", "next_step_zh"),
+    Column("Next step", "next_step_en"),
+    Column("预警编号", "alert_id"),
 )
 
+# Who must act on which kinds: the insurance bureau cleans registrations, the tax bureau refunds,
+# the schools (through the education bureau) follow up with families.
+AGENCIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "insurance": ("医保部门：清理重复参保、协助转至审批地参保", ("DUPLICATE_ENROLLMENT", "HARDSHIP_WRONG_PLACE")),
+    "tax": ("税务部门：办理退费或补登记", ("OVERPAID", "PAID_UNREGISTERED")),
+    "schools": ("学校（教育部门）：动员参保、提醒缴费", ("UNENROLLED", "UNPAID")),
+}
+_KIND_ORDER = list(KIND_NAMES)
 
-def _yuan(fen: int | None) -> str:
-    return "" if fen is None else f"{fen / 100:.2f}"
+
+def _yuan(fen: int | None) -> Decimal | None:
+    return None if fen is None else Decimal(fen) / 100
+
+
+def _yuan_text(fen: int | None) -> str:
+    return "" if fen is None else f"{Decimal(fen) / 100:.2f}"
 
 
 def next_step(alert: AlertRecord) -> tuple[str, str]:
@@ -61,15 +83,15 @@ def next_step(alert: AlertRecord) -> tuple[str, str]:
     if alert.kind == "UNENROLLED":
         return "联系学生家庭，办理城乡居民医保参保登记", "Contact the family and register the student"
     if alert.kind == "UNPAID":
-        owed = _yuan(details.expected_fen)
+        owed = _yuan_text(details.expected_fen)
         return f"提醒缴费，应缴 {owed} 元", f"Remind the family to pay {owed} yuan"
     if alert.kind == "DUPLICATE_ENROLLMENT":
         return "核实后注销多余的参保登记", "Verify, then cancel the redundant registration"
     if alert.kind == "HARDSHIP_WRONG_PLACE":
-        pools = "、".join(details.approval_pools)
+        pools = "、".join(region_label(pool) for pool in details.approval_pools)
         return f"协助转至待遇审批地（{pools}）参保", f"Move the registration to the approving pool ({pools})"
     if alert.kind == "OVERPAID":
-        excess = _yuan((details.paid_fen or 0) - (details.expected_fen or 0))
+        excess = _yuan_text((details.paid_fen or 0) - (details.expected_fen or 0))
         return f"办理退费 {excess} 元", f"Refund {excess} yuan"
     if alert.kind == "PAID_UNREGISTERED":
         return "补办参保登记，或办理退费", "Register the payer, or refund the payment"
@@ -77,25 +99,31 @@ def next_step(alert: AlertRecord) -> tuple[str, str]:
     return f"告知家庭：待遇自 {start} 起享受", f"Tell the family benefits start on {start}"
 
 
-def row_of(alert: AlertRecord) -> dict[str, str]:
+def row_of(alert: AlertRecord, schools: SchoolNames | None = None) -> dict[str, Any]:
+    """One alert as a work-list row: typed values (numbers, dates) that the writers format."""
     details = alert.details
     zh, en = KIND_NAMES[alert.kind]
     step_zh, step_en = next_step(alert)
+    benefit: date | None = days_to_date(details.benefit_start) if details.benefit_start is not None else None
     return {
-        "county": details.county,
+        "county_code": details.county,
         "school_code": details.school_code or "",
-        "school_type": details.school_type or "",
+        "kind": alert.kind,
+        "county": region_label(details.county),
+        "school": (schools or SchoolNames()).label(details.school_code),
+        "school_type": school_type_zh(details.school_type),
         "kind_zh": zh,
         "kind_en": en,
         "masked_id": details.masked_id,
         "student_ref": details.student_ref or "",
         "enrollment_refs": " ".join(r.enrollment_ref for r in details.registrations),
         "payment_refs": " ".join(details.payment_refs),
-        "coverage_year": str(alert.coverage_year),
-        "pool": alert.pool,
+        "coverage_year": alert.coverage_year,
+        "pool": pool_label(alert.pool),
         "expected_yuan": _yuan(details.expected_fen),
         "paid_yuan": _yuan(details.paid_fen),
-        "as_of": format_instant(alert.as_of),
+        "benefit_start": benefit,
+        "as_of": cst_datetime(alert.as_of),
         "next_step_zh": step_zh,
         "next_step_en": step_en,
         "alert_id": alert.alert_id,
@@ -115,47 +143,65 @@ class WorklistFiles:
     counties: int
     schools: int
     rows: int
+    agencies: int = 0
 
 
-def write_worklists(alerts: Iterable[AlertRecord], out: Path) -> WorklistFiles:
-    """``out/county-<code>.{csv,xlsx}`` with every open alert counted under a county, and
-    ``out/school-<code>.{csv,xlsx}`` with those tied to a school's roster entry; rows by kind, then id."""
-    by_county: dict[str, list[dict[str, str]]] = {}
-    by_school: dict[str, list[dict[str, str]]] = {}
+def write_worklists(alerts: Iterable[AlertRecord], out: Path, schools: SchoolNames | None = None) -> WorklistFiles:
+    """Per county ``county-<code>.{csv,xlsx}`` (every open alert counted under it; the workbook also
+    has a sheet per school), per school ``school-<code>.{csv,xlsx}``, and per agency
+    ``agency-{insurance,tax,schools}.{csv,xlsx}``; rows by kind, then masked id, then alert id."""
+    by_county: dict[str, list[dict[str, Any]]] = {}
+    by_school: dict[str, list[dict[str, Any]]] = {}
+    by_agency: dict[str, list[dict[str, Any]]] = {agency: [] for agency in AGENCIES}
     count = 0
-    for alert in sorted(alerts, key=lambda a: (list(KIND_NAMES).index(a.kind), a.details.masked_id, a.alert_id)):
-        row = row_of(alert)
-        by_county.setdefault(row["county"], []).append(row)
+    for alert in sorted(alerts, key=lambda a: (_KIND_ORDER.index(a.kind), a.details.masked_id, a.alert_id)):
+        row = row_of(alert, schools)
+        by_county.setdefault(row["county_code"], []).append(row)
         if row["school_code"]:
             by_school.setdefault(row["school_code"], []).append(row)
+        for agency, (_, kinds) in AGENCIES.items():
+            if alert.kind in kinds:
+                by_agency[agency].append(row)
         count += 1
     out.mkdir(parents=True, exist_ok=True)
-    for prefix, groups in (("county", by_county), ("school", by_school)):
-        for code, rows in groups.items():
-            _write_csv(out / f"{prefix}-{code}.csv", rows)
-            _write_xlsx(out / f"{prefix}-{code}.xlsx", f"{prefix} {code}", rows)
-    return WorklistFiles(len(by_county), len(by_school), count)
+    names = FileNames()
+    for code, rows in sorted(by_county.items()):
+        stem = names.stem("county", code)
+        write_csv(inside(out, f"{stem}.csv"), COLUMNS, rows)
+        _write_county_xlsx(inside(out, f"{stem}.xlsx"), rows[0]["county"], rows)
+    for code, rows in sorted(by_school.items()):
+        stem = names.stem("school", code)
+        write_csv(inside(out, f"{stem}.csv"), COLUMNS, rows)
+        _write_xlsx(inside(out, f"{stem}.xlsx"), rows[0]["school"], [("工作清单", rows)])
+    for agency, rows in by_agency.items():
+        ordered = sorted(rows, key=lambda r: (r["county_code"], r["school_code"], _KIND_ORDER.index(r["kind"])))
+        write_csv(inside(out, f"agency-{agency}.csv"), COLUMNS, ordered)
+        _write_xlsx(inside(out, f"agency-{agency}.xlsx"), AGENCIES[agency][0], [("工作清单", ordered)])
+    return WorklistFiles(len(by_county), len(by_school), count, len(by_agency))
 
 
-def _write_csv(path: Path, rows: list[dict[str, str]]) -> None:
-    # UTF-8 with a byte-order mark: what Excel on Chinese Windows needs to show the headers.
-    with path.open("w", encoding="utf-8-sig", newline="") as out:
-        writer = csv.writer(out)
-        writer.writerow(header for header, _ in COLUMNS)
-        for row in rows:
-            writer.writerow(row[key] for _, key in COLUMNS)
-
-
-def _write_xlsx(path: Path, title: str, rows: list[dict[str, str]]) -> None:
-    workbook = Workbook()
-    sheet = workbook.active
-    assert sheet is not None
-    sheet.title = "工作清单"
-    sheet.append([header for header, _ in COLUMNS])
-    for cell in sheet[1]:
-        cell.font = Font(bold=True)
+def _write_county_xlsx(path: Path, title: str, rows: list[dict[str, Any]]) -> None:
+    """The county's every open alert on the first sheet, then a sheet per school, by code: titled with
+    the code and as much of the name as fits (Excel allows 31 characters)."""
+    sheets: list[tuple[str, Sequence[dict[str, Any]]]] = [("全部 All", rows)]
+    per_school: dict[str, list[dict[str, Any]]] = {}
     for row in rows:
-        sheet.append([row[key] for _, key in COLUMNS])
-    sheet.freeze_panes = "A2"
-    workbook.properties.title = title
+        if row["school_code"]:
+            per_school.setdefault(row["school_code"], []).append(row)
+    titles = SheetTitles(["全部 All"])
+    for code, school_rows in sorted(per_school.items()):
+        label: str = school_rows[0]["school"]
+        name = label.removesuffix(f" {code}") if label != code else ""
+        sheets.append((titles.title(f"{code} {name}".strip()), school_rows))
+    _write_xlsx(path, title, sheets)
+
+
+def _write_xlsx(path: Path, title: str, sheets: Sequence[tuple[str, Sequence[dict[str, Any]]]]) -> None:
+    workbook = Workbook()
+    first = workbook.active
+    assert first is not None
+    workbook.remove(first)
+    for name, rows in sheets:
+        fill_sheet(workbook.create_sheet(name), COLUMNS, rows)
+    workbook.properties.title = excel_text(title)
     workbook.save(path)

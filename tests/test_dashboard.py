@@ -1,6 +1,7 @@
 """The dashboard in headless Chromium during a streamed season: the numbers shown change as events
-arrive and end equal to PostgreSQL's (filled by the sink from the same topics); without the token
-the page refuses. A screenshot is saved next to the test's files."""
+arrive and end equal to PostgreSQL's (filled by the sink from the same topics); counties are shown by
+name and code, alert kinds and statuses in Chinese; without the token the page refuses. A screenshot
+is saved next to the test's files."""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ from pydantic import SecretStr
 from connectors.postgres_sink import PostgresSink
 from enrollbridge.history import SinkHistory
 from enrollbridge.live_demo import start_process, stop_processes
+from enrollbridge.names import KIND_NAMES, STATUS_NAMES, region_label, region_name
 from infra.broker import free_port, wait_for_http
 from infra.kafka import aiokafka_options
 from infra.readback import read_topic
@@ -55,6 +57,8 @@ class Shown:
     counties: dict[str, tuple[int, int]]
     open_kinds: dict[str, int]
     page: str
+    county_labels: dict[str, str]
+    kind_labels: dict[str, tuple[str, str]]
 
 
 def render(chromium: str, url: str, screenshot: Path | None = None) -> str:
@@ -77,15 +81,15 @@ def read(chromium: str, login: str) -> Shown:
         assert found, f"no {element} on the page"
         return int(found.group(1))
 
-    counties = {
-        m.group(1): (int(m.group(2)), int(m.group(3)))
-        for m in re.finditer(r'<tr id="county-(\d+)"><td>\d+</td><td>(\d+)</td><td>(\d+)</td>', page)
-    }
-    kinds = {
-        m.group(1): int(m.group(2))
-        for m in re.finditer(r'<tr id="open-([A-Z_]+)"><td>[A-Z_]+</td><td>(\d+)</td>', page)
-    }
-    return Shown(number("records"), number("on-roster"), number("covered"), counties, kinds, page)
+    county_rows = list(re.finditer(r'<tr id="county-(\d+)"><td>([^<]*)</td><td>(\d+)</td><td>(\d+)</td>', page))
+    kind_rows = list(re.finditer(r'<tr id="open-([A-Z_]+)"><td>([^<]*)</td><td>([^<]*)</td><td>(\d+)</td>', page))
+    return Shown(
+        number("records"), number("on-roster"), number("covered"),
+        {m.group(1): (int(m.group(3)), int(m.group(4))) for m in county_rows},
+        {m.group(1): int(m.group(4)) for m in kind_rows}, page,
+        {m.group(1): m.group(2) for m in county_rows},
+        {m.group(1): (m.group(2), m.group(3)) for m in kind_rows},
+    )  # fmt: skip
 
 
 def test_the_dashboard_follows_a_season_and_agrees_with_postgresql(
@@ -122,6 +126,7 @@ def test_the_dashboard_follows_a_season_and_agrees_with_postgresql(
             time.sleep(1)
         assert (shown.on_roster, shown.covered, shown.counties, shown.open_kinds) == expected
         assert shown.on_roster > 1000 and sum(shown.open_kinds.values()) > 0
+        _names_and_chinese_labels_are_shown(shown)
         render(chromium, login, screenshot=tmp_path / "dashboard.png")
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000
         # Without the token, nothing.
@@ -135,6 +140,26 @@ def test_the_dashboard_follows_a_season_and_agrees_with_postgresql(
         stop_processes(sink, dashboard)
         workers.stop_all()
     _no_personal_data_or_secrets_anywhere(settings, season, tmp_path, pg_schema)
+
+
+def _names_and_chinese_labels_are_shown(shown: Shown) -> None:
+    """Counties read as 柳城县 450222, kinds and statuses in Chinese (English beside the kind), and no
+    bare enum symbol in the text a person reads."""
+    assert shown.county_labels and all(
+        label == region_label(code) == f"{region_name(code)} {code}" for code, label in shown.county_labels.items()
+    ), shown.county_labels
+    assert "柳城县 450222" in shown.county_labels.values() or "三江侗族自治县 450226" in shown.county_labels.values()
+    assert shown.kind_labels == {kind: KIND_NAMES[kind] for kind in KIND_ORDER}
+    feed = re.search(r'<tbody id="feed">(.*?)</tbody>', shown.page, re.S)
+    assert feed, "no feed on the page"
+    cells = [re.findall(r"<td>([^<]*)</td>", row) for row in re.findall(r"<tr>(.*?)</tr>", feed.group(1))]
+    assert cells and all(len(row) == 5 for row in cells)
+    assert {row[1] for row in cells} <= {zh for zh, _ in KIND_NAMES.values()}
+    assert {row[2] for row in cells} <= {zh for zh, _ in STATUS_NAMES.values()}
+    assert all(row[3] == region_label(row[3].rsplit(" ", 1)[-1]) for row in cells)
+    visible = re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", "", shown.page, flags=re.S))
+    assert not any(re.search(rf"\b{kind}\b", visible) for kind in KIND_ORDER)
+    assert not re.search(r"\b(OPEN|RESOLVED|PRIMARY|KINDERGARTEN|HIGHER_EDUCATION)\b", visible)
 
 
 def _no_personal_data_or_secrets_anywhere(settings: Settings, season: Season, folder: Path, schema: str) -> None:

@@ -1,8 +1,13 @@
 """The monthly county report: figures equal a direct computation from the replay's output, the XLSX
-has the expected sheets, the HTML carries its chart, and the sink's history gives the same report."""
+has the expected sheets, the HTML carries its chart, and the sink's history gives the same report.
+Counties are shown by name (GB/T 2260) and code; the duplicates-cleaned figure equals a count made
+straight from the agencies' records; the PDF printed by headless Chromium shows the chart."""
 
 from __future__ import annotations
 
+import os
+import shutil
+import subprocess
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -12,8 +17,10 @@ import orjson
 import pytest
 
 from connectors.postgres_sink import PostgresSink
+from enrollbridge.names import region_label
 from enrollbridge.report import COLUMNS
 from schemas.models import AlertRecord, CoverageRecord
+from schemas.times import parse_date, parse_instant, start_of_local_day
 from tests.cli import enrollbridge
 from tests.conftest import PG_DSN
 from tests.live import Season
@@ -70,11 +77,18 @@ def _direct(alerts: list[dict[str, Any]], coverage: list[dict[str, Any]]) -> dic
 
 
 def _sheet_rows(path: Path) -> dict[str, dict[str, Any]]:
+    """Rows by county code (the total as 合计 Total); each county is shown as its name and code."""
     workbook = openpyxl.load_workbook(path)
     assert workbook.sheetnames == ["按区县", "说明"]
     rows = list(workbook["按区县"].iter_rows(values_only=True))
     assert rows[0][0] == "区县" and rows[1][0] == "County"
-    return {str(row[0]): dict(zip(KEYS, row, strict=True)) for row in rows[2:]}
+    found = {}
+    for row in rows[2:]:
+        shown = str(row[0])
+        code = shown if shown == "合计 Total" else shown.rsplit(" ", 1)[-1]
+        assert shown in ("合计 Total", region_label(code)) and " " in shown, shown  # 柳城县 450222
+        found[code] = dict(zip(KEYS, row, strict=True))
+    return found
 
 
 def test_the_report_at_31_october_equals_a_direct_computation(season: Season, tmp_path: Path) -> None:
@@ -101,7 +115,8 @@ def test_the_report_at_31_october_equals_a_direct_computation(season: Season, tm
     assert sum(c.get("duplicates_found", 0) for c in now.values()) > 0  # the season has some to report
     page = (tmp_path / "report-450200-2024-2023-10-31.html").read_text(encoding="utf-8")
     assert "echarts.init" in page and "https://" not in page.split("<script>")[0]
-    assert all(f"<td>{county}</td>" in page for county in counties)
+    assert all(f"<td>{region_label(county)}</td>" in page for county in counties)
+    assert "animation: false" in page and "@media print" in page
 
 
 def test_the_sink_history_gives_the_same_report(season: Season, tmp_path: Path, pg_schema: str) -> None:
@@ -122,3 +137,155 @@ def test_the_sink_history_gives_the_same_report(season: Season, tmp_path: Path, 
     name = "report-450200-2024-2023-12-31.xlsx"
     assert _sheet_rows(tmp_path / "db" / name) == _sheet_rows(tmp_path / "log" / name)
     assert from_db.stdout.splitlines()[0] == from_log.stdout.splitlines()[0]
+
+
+# -- duplicates cleaned -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def cleaning_season(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A season where the insurance bureau cleans many duplicates (a registration cancelled)."""
+    folder = tmp_path_factory.mktemp("cleaning")
+    env = {"ENROLLBRIDGE_SECRET": "report-test-secret"}
+    run = enrollbridge(
+        "synth", "--pool", "450200", "--year", 2024, "--students", 1500, "--seed", 7, "--out", folder,
+        "--rate", "duplicate_cleaned=0.06", env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    for source in ("education", "insurance", "tax", "hardship"):
+        run = enrollbridge("ingest", source, folder / f"{source}.csv", "--out", folder / f"{source}.events.jsonl",
+                           env=env)  # fmt: skip
+        assert run.returncode == 0, run.stderr
+    return folder
+
+
+def _duplicates_straight_from_the_records(folder: Path, until: int) -> dict[str, Counter[str]]:
+    """Per county of pool 450200: people who held two or more active registrations for 2024 at some moment
+    before ``until`` (found), and of those, the ones down to at most one by then (cleaned: a registration
+    was cancelled). The county is the school's while the student is on a roster, else the region of the
+    earliest active registration, at the moment the duplicate appeared."""
+    events = [
+        orjson.loads(line)
+        for source in ("education", "insurance")
+        for line in (folder / f"{source}.events.jsonl").read_bytes().splitlines()
+    ]
+    events = sorted(
+        (e for e in events if parse_instant(e["occurred_at"]) < until),
+        key=lambda e: (parse_instant(e["occurred_at"]), e["type"] != "RosterChange"),
+    )
+    school_region: dict[str, str] = {}
+    registrations: dict[str, dict[str, tuple[bool, int, str]]] = {}
+    county_found: dict[str, str] = {}
+    for event in events:
+        person = event["person_key"]
+        if event["type"] == "RosterChange":
+            if event["action"] == "ENROLLED":
+                school_region[person] = event["school_region"]
+            else:
+                school_region.pop(person, None)
+            continue
+        if event["coverage_year"] != 2024:
+            continue
+        held = registrations.setdefault(person, {})
+        held[event["enrollment_ref"]] = (event["action"] == "REGISTERED", parse_instant(event["occurred_at"]),
+                                         event["region"])  # fmt: skip
+        active = sorted((at, ref, region) for ref, (on, at, region) in held.items() if on)
+        if len(active) >= 2 and person not in county_found:
+            county_found[person] = school_region.get(person) or active[0][2]
+    counts: dict[str, Counter[str]] = {}
+    for person, county in county_found.items():
+        if county[:4] == "4502":
+            still = sum(1 for on, _, _ in registrations[person].values() if on)
+            counts.setdefault(county, Counter())["found"] += 1
+            counts[county]["cleaned"] += still <= 1
+    return counts
+
+
+@pytest.mark.parametrize("as_of", ["2023-11-30", "2024-03-31"])
+def test_duplicates_cleaned_equals_a_count_straight_from_the_records(
+    cleaning_season: Path, tmp_path: Path, as_of: str
+) -> None:
+    run = enrollbridge(
+        "report", "--pool", "450200", "--year", 2024, "--as-of", as_of,
+        *sorted(cleaning_season.glob("*.events.jsonl")), "--policy", cleaning_season / "policy.toml", "--out", tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    rows = _sheet_rows(tmp_path / f"report-450200-2024-{as_of}.xlsx")
+    direct = _duplicates_straight_from_the_records(cleaning_season, start_of_local_day(parse_date(as_of) + 1))
+    for county, row in rows.items():
+        if county != "合计 Total":
+            counted = direct.get(county, Counter())
+            assert (row["duplicates_found"], row["duplicates_cleaned"]) == (counted["found"], counted["cleaned"]), (
+                county
+            )
+    total = rows["合计 Total"]
+    assert total["duplicates_cleaned"] == sum(c["cleaned"] for c in direct.values()) > 0
+    assert total["duplicates_found"] == sum(c["found"] for c in direct.values()) > total["duplicates_cleaned"]
+
+
+def test_synth_cleans_duplicates_and_its_ground_truth_says_so(cleaning_season: Path) -> None:
+    manifest = orjson.loads((cleaning_season / "manifest.json").read_bytes())
+    assert manifest["profiles"]["duplicate_cleaned"] > 50
+    assert manifest["alerts"]["DUPLICATE_ENROLLMENT"]["RESOLVED"] == manifest["profiles"]["duplicate_cleaned"]
+    cancelled = [line for line in (cleaning_season / "insurance.events.jsonl").read_bytes().splitlines()
+                 if b'"action":"CANCELLED"' in line]  # fmt: skip
+    assert len({orjson.loads(line)["event_id"] for line in cancelled}) == manifest["profiles"]["duplicate_cleaned"]
+
+
+# -- printing -----------------------------------------------------------------------------------------------
+
+
+def _tool(name: str, package: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        if os.environ.get("ENROLLBRIDGE_REQUIRE_BROWSER"):
+            pytest.fail(f"{name} is not installed (.ci/run installs Debian's {package})")
+        pytest.skip(f"{name} is not installed ({package}); .ci/run installs it")
+    return found
+
+
+def _blue_pixels(ppm: bytes, top: float, bottom: float) -> tuple[int, int]:
+    """Pixels of ECharts' first series colour (a saturated blue) between two heights (shares of the
+    page), and the page width: the bars of the chart, absent when the chart was not drawn."""
+    magic, width, height, depth, pixels = ppm.split(maxsplit=4)
+    assert magic == b"P6" and depth == b"255"
+    w, h = int(width), int(height)
+    count = 0
+    for y in range(int(h * top), int(h * bottom)):
+        row = pixels[y * w * 3 : (y + 1) * w * 3]
+        for x in range(0, w * 3, 3):
+            r, g, b = row[x], row[x + 1], row[x + 2]
+            count += b > 150 and b - r > 60 and b - g > 30
+    return count, w
+
+
+def test_the_pdf_shows_the_chart(season: Season, tmp_path: Path) -> None:
+    _tool("chromium", "chromium")
+    pdftoppm = _tool("pdftoppm", "poppler-utils")
+    run = enrollbridge(
+        "report", "--pool", "450200", "--year", 2024, "--as-of", "2023-11-30", *season.event_files,
+        "--policy", season.folder / "policy.toml", "--out", tmp_path, "--pdf",
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    pdf = tmp_path / "report-450200-2024-2023-11-30.pdf"
+    assert pdf.read_bytes().startswith(b"%PDF")
+    done = subprocess.run([pdftoppm, "-r", "50", "-f", "1", "-l", "1", pdf, tmp_path / "page"], capture_output=True,
+                          check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    page = next(tmp_path.glob("page*.ppm")).read_bytes()
+    chart, width = _blue_pixels(page, 0.08, 0.55)  # the chart sits under the title, above the table
+    assert width > 500  # landscape A4 at 50 dpi is 585 pixels wide
+    assert chart > 400, f"only {chart} pixels of bars in the chart area"
+    assert _blue_pixels(page, 0.60, 1.0)[0] < chart / 10  # and the table below has no bars
+
+
+def test_report_pdf_without_chromium_says_so_in_one_line(season: Season, tmp_path: Path) -> None:
+    run = enrollbridge(
+        "report", "--pool", "450200", "--year", 2024, "--as-of", "2023-11-30", *season.event_files,
+        "--policy", season.folder / "policy.toml", "--out", tmp_path, "--pdf",
+        env={"ENROLLBRIDGE_CHROMIUM": "no-such-chromium"},
+    )  # fmt: skip
+    assert run.returncode == 2
+    assert run.stderr.count("\n") == 1 and "needs headless Chromium" in run.stderr and "Traceback" not in run.stderr
+    assert (tmp_path / "report-450200-2024-2023-11-30.html").exists()
+    assert (tmp_path / "report-450200-2024-2023-11-30.xlsx").exists()

@@ -58,6 +58,7 @@ PROFILES = (
     "paid_unregistered",
     "late_payment",
     "hardship",
+    "duplicate_cleaned",
 )
 DEFAULT_RATES: dict[str, float] = {
     "unenrolled": 0.04,  # on the roster, never registers
@@ -71,6 +72,7 @@ DEFAULT_RATES: dict[str, float] = {
     "paid_unregistered": 0.005,  # paid, never registered
     "late_payment": 0.02,  # pays after the collection period: waiting period
     "hardship": 0.03,  # hardship status in the right place (no anomaly)
+    "duplicate_cleaned": 0.005,  # registered here and in another city; the other registration is cancelled
     "redelivered": 0.01,  # share of rows delivered twice
     "bad_rows": 0.002,  # extra rows that must be dead-lettered
     "legacy_id": 0.5,  # share of pre-2000 numbers the tax bureau sends in the 15-digit form
@@ -310,6 +312,19 @@ class SeasonGenerator:
             self._pay(student, self._paid_after(registered), full, region)
             self._register(student, self._registration_time(), region, insurance_type="EMPLOYEE")
             known[("DUPLICATE_ENROLLMENT", "")] = "OPEN"
+            return
+        if profile == "duplicate_cleaned":
+            # A duplicate the insurance bureau cleans: the second registration is cancelled once both were
+            # active (1 to 40 days after the later of the two), so the alert opens and then resolves.
+            registered = self._registration_time()
+            self._register(student, registered, region)
+            self._pay(student, self._paid_after(registered), full, region)
+            second = self._registration_time()
+            other = self._register(student, second, self.elsewhere_county)
+            both = max(registered, second)
+            cancelled = self._instant(both + MS_PER_DAY, both + 40 * MS_PER_DAY)
+            self._register(student, cancelled, self.elsewhere_county, ref=other, active=False)
+            known[("DUPLICATE_ENROLLMENT", "")] = "RESOLVED"
             return
         if profile == "hardship_wrong_place":
             category = self.rng.choice(self.partial_subsidy + self.full_subsidy)
