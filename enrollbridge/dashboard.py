@@ -21,6 +21,7 @@ from aiohttp import web
 from enrollbridge.names import (
     KIND_NAMES,
     SCHOOL_TYPE_NAMES,
+    SOURCE_NAMES,
     pool_label,
     region_label,
     region_name,
@@ -31,7 +32,7 @@ from enrollbridge.sheets import cst_datetime
 from infra.settings import Settings
 from infra.topics import Topics
 from schemas.codec import UndecodableMessage, decode_message
-from schemas.models import AlertRecord, CoverageRecord
+from schemas.models import AlertRecord, CoverageRecord, SourceWatermark
 from schemas.times import format_date, start_of_local_day
 from streams.core.figures import Figures, fold
 from streams.core.policy import Policy
@@ -54,6 +55,28 @@ class LiveFigures:
         self.latest = 0  # the latest as_of seen: how far the season has got
         self.undecodable = 0
         self._course: tuple[int, list[dict[str, Any]]] = (-1, [])
+        self.watermarks: dict[str, SourceWatermark] = {}  # the furthest declaration of each source
+
+    def add_watermark(self, watermark: SourceWatermark) -> None:
+        """A source's completeness declaration; watermarks never move back, so the furthest one counts."""
+        current = self.watermarks.get(watermark.source)
+        if current is None or watermark.complete_through > current.complete_through:
+            self.watermarks[watermark.source] = watermark
+
+    def sources(self) -> list[dict[str, Any]]:
+        """Each source's watermark, and which one is lowest (the one holding the live clock, if gating)."""
+        lowest = min((w.complete_through for w in self.watermarks.values()), default=None)
+        return [
+            {
+                "source": source,
+                "label": SOURCE_NAMES[source][0],
+                "complete_through": _shown_time(mark.complete_through) if mark else None,
+                "declared_at": _shown_time(mark.declared_at) if mark else None,
+                "lowest": mark is not None and mark.complete_through == lowest,
+            }
+            for source in SOURCE_NAMES
+            for mark in [self.watermarks.get(source)]
+        ]
 
     def add(self, record: AlertRecord | CoverageRecord) -> None:
         if record.pool != self.policy.pool or record.coverage_year != self.policy.coverage_year:
@@ -107,6 +130,7 @@ class LiveFigures:
                 key=lambda group: _SCHOOL_TYPE_ORDER.get(group["key"], len(_SCHOOL_TYPE_ORDER)),
             ),
             "course": self.course(),
+            "sources": self.sources(),
             "open_by_kind": {kind: open_kinds[kind] for kind in KIND_ORDER},
             "kinds": [
                 {"kind": kind, "zh": KIND_NAMES[kind][0], "en": KIND_NAMES[kind][1], "open": open_kinds[kind]}
@@ -151,7 +175,7 @@ async def follow_topics(settings: Settings, figures: LiveFigures, stop: asyncio.
 
     topics = Topics(settings.topic_prefix)
     consumer = AIOKafkaConsumer(
-        topics.alerts, topics.coverage, **aiokafka_options(settings), enable_auto_commit=False,
+        topics.alerts, topics.coverage, topics.watermarks, **aiokafka_options(settings), enable_auto_commit=False,
         auto_offset_reset="earliest", fetch_max_wait_ms=settings.fetch_max_wait_ms,
     )  # fmt: skip
     await start_client(consumer, settings)
@@ -159,12 +183,17 @@ async def follow_topics(settings: Settings, figures: LiveFigures, stop: asyncio.
         while not stop.is_set():
             batches = await consumer.getmany(timeout_ms=200, max_records=10_000)
             for tp, records in batches.items():
-                wanted = "AlertRecord" if tp.topic == topics.alerts else "CoverageRecord"
+                wanted = {topics.alerts: "AlertRecord", topics.watermarks: "SourceWatermark"}.get(
+                    tp.topic, "CoverageRecord"
+                )
                 for record in records:
                     try:
                         decoded = decode_message(record.value, (wanted,))
                     except UndecodableMessage:
                         figures.undecodable += 1  # the worker dead-letters what it reads; here we only count
+                        continue
+                    if isinstance(decoded, SourceWatermark):
+                        figures.add_watermark(decoded)
                         continue
                     assert isinstance(decoded, AlertRecord | CoverageRecord)
                     figures.add(decoded)

@@ -60,6 +60,12 @@ INSURANCE_TYPE_NAMES: dict[str, tuple[str, str]] = {
     "RESIDENT": ("城乡居民医保", "Resident insurance"),
     "EMPLOYEE": ("职工医保", "Employee insurance"),
 }
+SOURCE_NAMES: dict[str, tuple[str, str]] = {
+    "education": ("教育部门学籍", "Education bureau roster"),
+    "insurance": ("医保参保登记", "Insurance registrations"),
+    "tax": ("税务缴费", "Tax payments"),
+    "hardship": ("困难群体认定", "Hardship statuses"),
+}
 HARDSHIP_CATEGORY_NAMES: dict[str, tuple[str, str]] = {
     "EXTREME_POVERTY": ("特困人员", "Extreme poverty"),
     "MINIMUM_LIVING": ("低保对象", "Minimum living allowance"),
