@@ -23,10 +23,10 @@ import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import psycopg
 from psycopg import sql
 
 from infra.errors import InputError
+from infra.postgres import connect
 from infra.settings import Settings
 from infra.topics import Topics
 from schemas.codec import UndecodableMessage, decode_message, encode_message, to_json_line
@@ -163,7 +163,7 @@ class PostgresSink:
 
     def __init__(self, dsn: str, schema: str = "enrollbridge") -> None:
         self.schema = schema
-        self.connection = psycopg.connect(dsn, autocommit=False)
+        self.connection = connect(dsn)
         self.connection.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
         self.connection.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(schema)))
         self.connection.commit()
@@ -242,10 +242,7 @@ async def run_sink(settings: Settings, stop: asyncio.Event | None = None) -> Non
     if settings.pg_dsn is None:
         raise InputError("no PostgreSQL configured: set ENROLLBRIDGE_PG_DSN (e.g. postgresql://user@host/db)")
     topics = Topics(settings.topic_prefix)
-    try:
-        sink = PostgresSink(settings.pg_dsn.get_secret_value(), settings.pg_schema)
-    except psycopg.OperationalError as error:
-        raise InputError(f"cannot connect to PostgreSQL: {str(error).splitlines()[0]}") from None
+    sink = PostgresSink(settings.pg_dsn.get_secret_value(), settings.pg_schema)
     sink.migrate()
     consumer = AIOKafkaConsumer(
         topics.alerts, topics.coverage, **aiokafka_options(settings), group_id=f"{settings.app_id}-postgres-sink",

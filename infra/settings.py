@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     store: Literal["rocksdb", "memory"] = "rocksdb"
     store_dir: Path = Path("enrollbridge-data")
     web_host: str = "127.0.0.1"
-    web_port: int = Field(default=6066, ge=0, le=65535)
+    web_port: int = Field(default=6066, ge=1, le=65535)  # Faust's web server cannot take "any free port" (0)
     policy_file: Path | None = None
     clock: Literal["wall", "off"] = Field(
         default="wall", description="wall: the leader worker ticks every tick_interval; off: ticks come from elsewhere."
