@@ -31,15 +31,17 @@ def one_line(error: BaseException, *secrets: str) -> str:
     return text
 
 
-def connect(dsn: str, autocommit: bool = False) -> psycopg.Connection[Any]:
-    """A connection; InputError for a malformed DSN, PostgresUnavailable when the server refuses."""
+def connect(dsn: str, autocommit: bool = False, **options: Any) -> psycopg.Connection[Any]:
+    """A connection; InputError for a malformed DSN, PostgresUnavailable when the server refuses.
+    ``options`` are connection parameters (e.g. ``application_name``) the DSN does not set itself."""
     try:
         parts = conninfo_to_dict(dsn)
     except psycopg.Error as error:
         readable = _QUOTED.sub('"…"', one_line(error, dsn))
         raise InputError(f"ENROLLBRIDGE_PG_DSN is not a valid PostgreSQL connection string: {readable}") from None
     password = str(parts.get("password") or "")
+    chosen = {name: value for name, value in options.items() if name not in parts}  # the DSN's own win
     try:
-        return psycopg.connect(dsn, autocommit=autocommit)
+        return psycopg.connect(dsn, autocommit=autocommit, **chosen)
     except psycopg.Error as error:
         raise PostgresUnavailable(f"cannot connect to PostgreSQL: {one_line(error, dsn, password)}") from None
