@@ -18,9 +18,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import fastavro
 from tqdm import tqdm
 
-from audit.manifest import MANIFEST_NAME, Entry, ManifestError, file_digest, read_entries
+from audit.manifest import GENESIS, MANIFEST_NAME, Entry, ManifestError, file_digest, read_entries
 from schemas.codec import read_record_container, to_json_line
 from schemas.models import AlertRecord
 from streams.core.policy import PolicyBook, load_policies
@@ -34,6 +35,7 @@ class Verdict:
     tampered: list[str] = field(default_factory=list)
     divergence: list[str] = field(default_factory=list)
     lines: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # what the expected head tells
     events: int = 0
     alerts: int = 0
     redelivered: int = 0
@@ -54,7 +56,12 @@ class Verdict:
         if self.divergence:
             return "\n".join(["DIVERGED: the replay does not reproduce the archived alerts", *self.divergence, figures])
         return "\n".join(
-            ["VERIFIED: the archive is intact and its replay matches the archived alerts", *self.lines, figures]
+            [
+                "VERIFIED: the archive is intact and its replay matches the archived alerts",
+                *self.notes,
+                *self.lines,
+                figures,
+            ]
         )
 
 
@@ -62,7 +69,7 @@ def verify_archive(
     archive: Path, expected_head: str | None = None, policy_file: Path | None = None, progress: bool | None = None
 ) -> Verdict:
     verdict = Verdict()
-    entries = check_integrity(archive, expected_head, verdict.tampered)
+    entries = check_integrity(archive, expected_head, verdict.tampered, verdict.notes)
     if verdict.tampered:
         return verdict
     policies = load_policies(policy_file or _archived_policy(archive, entries))
@@ -72,8 +79,12 @@ def verify_archive(
     return verdict
 
 
-def check_integrity(archive: Path, expected_head: str | None, findings: list[str]) -> list[Entry]:
-    """The manifest's entries; every problem found is appended to ``findings``."""
+def check_integrity(
+    archive: Path, expected_head: str | None, findings: list[str], notes: list[str] | None = None
+) -> list[Entry]:
+    """The manifest's entries; every problem found is appended to ``findings``, and what the expected
+    head tells about the archive (how many entries came after it) to ``notes``."""
+    notes = [] if notes is None else notes
     if not (archive / MANIFEST_NAME).is_file():
         findings.append(f"{archive / MANIFEST_NAME}: missing")
         return []
@@ -82,7 +93,7 @@ def check_integrity(archive: Path, expected_head: str | None, findings: list[str
     except ManifestError as error:
         findings.append(str(error))
         return []
-    previous_hash = "0" * 64
+    previous_hash = GENESIS
     last_offset: dict[tuple[str, int | None], tuple[int, int]] = {}
     for number, entry in enumerate(entries, start=1):
         where = f"manifest entry {number} ({entry.file})"
@@ -109,17 +120,35 @@ def check_integrity(archive: Path, expected_head: str | None, findings: list[str
                 )
             last_offset[stream] = (number, entry.last_offset)
         findings.extend(f"{where}: {problem}" for problem in _file_problems(archive, entry))
-    if expected_head is not None and previous_hash != expected_head:
-        findings.append(
-            f"{archive / MANIFEST_NAME}: its head is {previous_hash}, not {expected_head}: entries were removed "
-            "from its end, or the chain was rewritten"
-        )
+    if expected_head is not None:
+        findings.extend(_head_problems(archive, entries, expected_head, notes))
     listed = {entry.file for entry in entries} | {MANIFEST_NAME}
     for path in sorted(p for p in archive.rglob("*") if p.is_file()):
         name = path.relative_to(archive).as_posix()
         if name not in listed:
             findings.append(f"{name}: not in the manifest (added)")
     return entries
+
+
+def _head_problems(archive: Path, entries: list[Entry], expected_head: str, notes: list[str]) -> list[str]:
+    """An earlier head is fine when the chain passes through it: later ``archive`` runs append to it."""
+    head = entries[-1].entry_hash if entries else GENESIS
+    if expected_head == head:
+        notes.append(f"head {head}: the archive ends at it ({len(entries)} entries)")
+        return []
+    hashes = [GENESIS] + [entry.entry_hash for entry in entries]
+    if expected_head not in hashes:
+        return [
+            f"{archive / MANIFEST_NAME}: its head is {head}, and no entry has the hash {expected_head}: entries "
+            "were removed from its end, or the chain was rewritten"
+        ]
+    position = hashes.index(expected_head)
+    after = len(entries) - position
+    notes.append(
+        f"head {expected_head} is entry {position} of {len(entries)}: the archive extends it, "
+        f"{after} {'entry' if after == 1 else 'entries'} came after it (head now {head})"
+    )
+    return []
 
 
 def _file_problems(archive: Path, entry: Entry) -> list[str]:
@@ -133,7 +162,32 @@ def _file_problems(archive: Path, entry: Entry) -> list[str]:
         return [f"file {entry.file} is truncated: {size} of {entry.size} bytes"]
     if sha != entry.sha256:
         return [f"file {entry.file} changed: SHA-256 {sha} instead of {entry.sha256}"]
+    if entry.first_offset is None or entry.last_offset is None:
+        return []
+    # A forger who takes a record out of a segment must rehash it; its count still gives it away.
+    span = entry.last_offset - entry.first_offset + 1
+    if entry.records != span:
+        return [
+            f"holds {entry.records} records for offsets {entry.first_offset}-{entry.last_offset} ({span} offsets): "
+            "records were removed or added inside the segment"
+        ]
+    held = _container_records(path)
+    if isinstance(held, str):
+        return [f"file {entry.file}: {held}"]
+    if held != entry.records:
+        return [
+            f"file {entry.file} holds {held} records, its entry says {entry.records}: records were removed or added"
+        ]
     return []
+
+
+def _container_records(path: Path) -> int | str:
+    """The number of records in an Avro container, from its block headers (nothing is decoded)."""
+    with path.open("rb") as source:
+        try:
+            return sum(block.num_records for block in fastavro.block_reader(source))
+        except (ValueError, EOFError, OSError) as error:
+            return f"not a readable Avro container ({type(error).__name__})"
 
 
 def _archived_policy(archive: Path, entries: list[Entry]) -> Path:

@@ -28,6 +28,7 @@ from connectors.identity import Secret
 from connectors.ingest import convert_row, record_type
 from connectors.readers import Row, map_record
 from infra.errors import InputError
+from infra.http import MIN_TOKEN_LENGTH, bearer_token
 from infra.kafka import aiokafka_options, start_client
 from infra.settings import Settings
 from infra.topics import SOURCE_EVENT, Topics
@@ -42,10 +43,10 @@ def parse_tokens(text: str) -> dict[str, str]:
     tokens: dict[str, str] = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         source, _, token = item.partition("=")
-        if source not in SOURCE_EVENT or len(token) < 16:
+        if source not in SOURCE_EVENT or len(token) < MIN_TOKEN_LENGTH:
             raise InputError(
                 "ENROLLBRIDGE_HTTP_TOKENS: each entry is source=token, "
-                "with a known source and a token of 16+ characters"
+                f"with a known source and a token of {MIN_TOKEN_LENGTH}+ characters"
             )
         tokens[token] = source
     if not tokens:
@@ -66,8 +67,7 @@ class HttpSource:
 
     def source_of(self, request: web.Request) -> str | None:
         """The agency the bearer token belongs to; every token is compared, in constant time each."""
-        header = request.headers.get("Authorization", "")
-        offered = header[7:].encode() if header.startswith("Bearer ") else b""
+        offered = (bearer_token(request.headers.get("Authorization", "")) or "").encode()
         found = None
         for token, source in self.tokens.items():
             if hmac.compare_digest(offered, token.encode()):
@@ -84,14 +84,34 @@ class HttpSource:
         if allowed != source:
             raise web.HTTPForbidden(text=f"this token may push {allowed} records only\n")
         try:
-            body = orjson.loads(await request.read())
+            # A body that trickles in would hold a connection (and its memory) for as long as the sender likes.
+            data = await asyncio.wait_for(request.read(), self.settings.http_read_timeout)
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(
+                text=f"the body did not arrive within {self.settings.http_read_timeout:g} s; send it again\n",
+                headers={"Connection": "close"},
+            ) from None
+        except web.HTTPRequestEntityTooLarge:
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=self.settings.http_max_bytes,
+                actual_size=request.content_length or self.settings.http_max_bytes + 1,
+                text=f"body over {self.settings.http_max_bytes} bytes (ENROLLBRIDGE_HTTP_MAX_BYTES); "
+                "send fewer records per request\n",
+            ) from None
+        try:
+            body = orjson.loads(data)
         except orjson.JSONDecodeError as error:
             raise web.HTTPBadRequest(text=f"body is not JSON: {error.msg}\n") from None
         records = body.get("records") if isinstance(body, dict) else body
         if not isinstance(records, list):
             raise web.HTTPBadRequest(text='expected a JSON array of records or {"records": [...]}\n')
         if len(records) > MAX_RECORDS:
-            raise web.HTTPRequestEntityTooLarge(max_size=MAX_RECORDS, actual_size=len(records))
+            raise web.HTTPRequestEntityTooLarge(
+                max_size=MAX_RECORDS,
+                actual_size=len(records),
+                text=f"too many records: {len(records)} in one request, at most {MAX_RECORDS}; "
+                "split the batch (nothing was stored)\n",
+            )
         return web.json_response(await self._publish(source, next(self._requests), records))
 
     async def _publish(self, source: str, request_id: int, records: list[Any]) -> dict[str, Any]:

@@ -62,6 +62,17 @@ def _settings(**flags: Any) -> Any:
         raise InputError(f"setting {'.'.join(map(str, detail['loc']))}: {detail['msg']}") from None
 
 
+def _encoding_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    import codecs
+
+    if value is None:
+        return None
+    try:
+        return codecs.lookup(value).name
+    except LookupError:
+        raise click.BadParameter(f"unknown text encoding {value!r} (e.g. utf-8, gb18030)") from None
+
+
 @cli.command()
 @click.argument("source", type=click.Choice(SOURCES))
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
@@ -76,7 +87,9 @@ def _settings(**flags: Any) -> Any:
     help="Write dead letters here (default: beside --out, *.dlq.jsonl).",
 )
 @click.option(
-    "--encoding", help="Text encoding of CSV/JSON Lines files (default: UTF-8, or GB18030 when the file is not UTF-8)."
+    "--encoding",
+    callback=_encoding_option,
+    help="Text encoding of CSV/JSON Lines files (default: UTF-8, or GB18030 when the file is not UTF-8).",
 )
 @click.option(
     "--complete-through",
@@ -328,7 +341,7 @@ def demo(students: int, seed: int, out: Path, offline: bool, web_port: int | Non
 @click.option("--store", type=click.Choice(["rocksdb", "memory"]), help="Person state store (default rocksdb).")
 @click.option("--store-dir", type=click.Path(file_okay=False, path_type=Path), help="Where RocksDB keeps its files.")
 @click.option("--web-host", help="Status page address (default 127.0.0.1).")
-@click.option("--web-port", type=click.IntRange(0, 65535), help="Status page port (default 6066).")
+@click.option("--web-port", type=click.IntRange(1, 65535), help="Status page port (default 6066).")
 @click.option("--policy", "policy_file", type=click.Path(dir_okay=False, path_type=Path), help="Policy TOML.")
 @click.option(
     "--clock",

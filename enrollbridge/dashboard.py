@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import secrets
+import time
 from collections import deque
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,8 @@ from enrollbridge.names import (
     status_zh,
 )
 from enrollbridge.sheets import cst_datetime
+from infra.errors import InputError
+from infra.http import MIN_TOKEN_LENGTH, bearer_token
 from infra.settings import Settings
 from infra.topics import Topics
 from schemas.codec import UndecodableMessage, decode_message
@@ -202,35 +205,64 @@ async def follow_topics(settings: Settings, figures: LiveFigures, stop: asyncio.
 
 
 class Dashboard:
-    def __init__(self, figures: LiveFigures, token: str) -> None:
+    def __init__(
+        self, figures: LiveFigures, token: str, session_seconds: float = 12 * 3600, secure_cookie: bool = False
+    ) -> None:
+        if len(token) < MIN_TOKEN_LENGTH:
+            raise InputError(f"ENROLLBRIDGE_DASHBOARD_TOKEN is shorter than {MIN_TOKEN_LENGTH} characters")
         self.figures = figures
         self.token = token
+        self.session_seconds = session_seconds
+        self.secure_cookie = secure_cookie
+        # Session id -> when it expires (monotonic): the cookie never carries the token itself, so a
+        # copied cookie dies with its session and the token stays with whoever was given it.
+        self.sessions: dict[str, float] = {}
 
     def _allowed(self, request: web.Request) -> bool:
-        offered = request.cookies.get(COOKIE, "")
-        header = request.headers.get("Authorization", "")
-        if header.startswith("Bearer "):
-            offered = header[7:]
-        return hmac.compare_digest(offered.encode(), self.token.encode())
+        offered = bearer_token(request.headers.get("Authorization", ""))
+        if offered is not None:
+            return hmac.compare_digest(offered.encode(), self.token.encode())
+        expires = self.sessions.get(request.cookies.get(COOKIE, ""))
+        return expires is not None and time.monotonic() < expires
 
     @web.middleware
     async def guard(self, request: web.Request, handler: Any) -> web.StreamResponse:
         if request.path in ("/login", "/health") or request.path.startswith("/assets/") or self._allowed(request):
-            response: web.StreamResponse = await handler(request)
-            return response
-        return web.Response(status=401, text=_REFUSED, content_type="text/html", charset="utf-8")
+            try:
+                response: web.StreamResponse = await handler(request)
+            except web.HTTPException as answer:  # redirects and errors are answers too
+                response = answer
+        else:
+            response = web.Response(status=401, text=_REFUSED, content_type="text/html", charset="utf-8")
+        for name, value in _SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if isinstance(response, web.HTTPException):
+            raise response
+        return response
 
     async def login(self, request: web.Request) -> web.Response:
         offered = request.query.get("token", "")
         if not hmac.compare_digest(offered.encode(), self.token.encode()):
             return web.Response(status=401, text=_REFUSED, content_type="text/html", charset="utf-8")
+        now = time.monotonic()
+        self.sessions = {sid: expires for sid, expires in self.sessions.items() if expires > now}
+        session = secrets.token_urlsafe(32)
+        self.sessions[session] = now + self.session_seconds
+        behind_tls = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
         response = web.HTTPFound("/")
-        response.set_cookie(COOKIE, self.token, httponly=True, samesite="Strict")
+        response.set_cookie(
+            COOKIE, session, max_age=int(self.session_seconds), httponly=True, samesite="Strict",
+            secure=self.secure_cookie or behind_tls, path="/",
+        )  # fmt: skip
         raise response
 
     async def page(self, _request: web.Request) -> web.Response:
-        return web.Response(text=(ASSETS / "dashboard.html").read_text(encoding="utf-8"), content_type="text/html",
-                            charset="utf-8")  # fmt: skip
+        # The page's own inline script runs by a nonce made for this answer; no injected script can.
+        nonce = secrets.token_urlsafe(16)
+        html = (ASSETS / "dashboard.html").read_text(encoding="utf-8").replace("<script", f'<script nonce="{nonce}"')
+        response = web.Response(text=html, content_type="text/html", charset="utf-8")
+        response.headers["Content-Security-Policy"] = _csp(f"'nonce-{nonce}'")
+        return response
 
     async def api(self, _request: web.Request) -> web.Response:
         return web.json_response(self.figures.snapshot())
@@ -256,7 +288,8 @@ async def serve(settings: Settings, policy: Policy, token: str, host: str, port:
     """Follow the topics and serve the dashboard until cancelled."""
     figures = LiveFigures(policy)
     stop = asyncio.Event()
-    runner = web.AppRunner(Dashboard(figures, token).app(), access_log=None)
+    dashboard = Dashboard(figures, token, settings.dashboard_session_hours * 3600, settings.dashboard_secure_cookie)
+    runner = web.AppRunner(dashboard.app(), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     try:
@@ -265,6 +298,22 @@ async def serve(settings: Settings, policy: Policy, token: str, host: str, port:
         stop.set()
         await runner.cleanup()
 
+
+def _csp(script: str = "") -> str:
+    """Scripts only from the dashboard itself (and the page's own, by nonce); inline styles are allowed,
+    as ECharts styles its tooltips inline. No other site may frame the page (clickjacking)."""
+    return (
+        f"default-src 'self'; script-src 'self' {script}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+        "connect-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    ).replace("'self' ;", "'self';")
+
+
+_SECURITY_HEADERS = {
+    "Content-Security-Policy": _csp(),
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",  # the login link carries the token
+}
 
 _REFUSED = """<!doctype html><meta charset="utf-8"><title>enrollbridge</title>
 <h1>需要登录 Login required</h1><p>Open the dashboard with the link that carries its token.</p>"""

@@ -9,6 +9,7 @@ import psycopg
 from psycopg import sql
 
 from infra.errors import InputError
+from infra.postgres import connect
 from schemas.models import AlertRecord, CoverageRecord
 
 
@@ -16,7 +17,7 @@ class SinkHistory:
     """A read-only view of one sink schema; it never creates or migrates anything."""
 
     def __init__(self, dsn: str, schema: str = "enrollbridge") -> None:
-        self.connection = psycopg.connect(dsn, autocommit=False)
+        self.connection = connect(dsn)
         found = self.connection.execute(
             "SELECT 1 FROM information_schema.tables WHERE table_schema = %s AND table_name = 'alert_current'",
             (schema,),

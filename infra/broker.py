@@ -92,11 +92,16 @@ class EmbeddedBroker:
             raise InputError(f"the embedded broker did not start; see {self.log_file}") from None
         return self.bootstrap_servers
 
-    def stop(self) -> None:
+    def exited(self) -> bool:
+        """Whether the broker process was started and is gone (killed, crashed, stopped)."""
+        return self._process is None or self._process.poll() is not None
+
+    def stop(self, grace: float = 5.0) -> None:
+        """Terminate the broker; kill it if it has not stopped after ``grace`` seconds."""
         if self._process is not None and self._process.poll() is None:
             self._process.terminate()
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self._process.wait(timeout=5)
+                self._process.wait(timeout=grace)
             if self._process.poll() is None:
                 self._process.kill()
         self._process = None

@@ -35,7 +35,7 @@ class Settings(BaseSettings):
     store: Literal["rocksdb", "memory"] = "rocksdb"
     store_dir: Path = Path("enrollbridge-data")
     web_host: str = "127.0.0.1"
-    web_port: int = Field(default=6066, ge=0, le=65535)
+    web_port: int = Field(default=6066, ge=1, le=65535)  # Faust's web server cannot take "any free port" (0)
     policy_file: Path | None = None
     clock: Literal["wall", "off"] = Field(
         default="wall",
@@ -77,10 +77,19 @@ class Settings(BaseSettings):
     http_port: int = Field(default=8080, ge=0, le=65535)
     http_tokens: SecretStr | None = Field(default=None, description="source=token,... for the HTTP push source.")
     http_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
+    http_read_timeout: float = Field(
+        default=60.0, gt=0, description="Seconds a request body may take to arrive (16 MiB at 2 Mbit/s fits)."
+    )
     batch_seconds: float = Field(default=0.2, gt=0)
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8050, ge=0, le=65535)
     dashboard_token: SecretStr | None = Field(default=None, description="Login token of the dashboard.")
+    dashboard_secure_cookie: bool = Field(
+        default=False,
+        description="Mark the session cookie Secure (the dashboard is behind TLS); it also is when a request "
+        "arrives with X-Forwarded-Proto: https.",
+    )
+    dashboard_session_hours: float = Field(default=12.0, gt=0, le=24 * 30, description="Lifetime of a login.")
     pg_dsn: SecretStr | None = Field(default=None, description="PostgreSQL connection string for the sink.")
     pg_schema: str = Field(default="enrollbridge", pattern=r"^[a-z_][a-z0-9_]{0,62}$")
 

@@ -59,11 +59,19 @@ def read_events(path: Path) -> Iterator[tuple[int, LogEvent]]:
                 yield number, _event_from_line(path, number, line)
 
 
+# An agency file given to replay is the likely mistake behind an unreadable first line.
+NOT_EVENTS = "replay reads the events `enrollbridge ingest SOURCE FILE --out EVENTS.jsonl` writes, or an archived log"
+
+
 def _event_from_line(path: Path, number: int, line: bytes) -> LogEvent:
     try:
-        return event_from_json(orjson.loads(line))  # type: ignore[return-value]
+        obj = orjson.loads(line)
     except orjson.JSONDecodeError as error:
-        raise InputError(f"{path}:{number}: not valid JSON: {error.msg}") from None
+        raise InputError(f"{path}:{number}: not valid JSON ({error.msg}): {NOT_EVENTS}") from None
+    if not isinstance(obj, dict) or "type" not in obj:
+        raise InputError(f"{path}:{number}: not an event (no type): {NOT_EVENTS}")
+    try:
+        return event_from_json(obj)  # type: ignore[return-value]
     except ValidationError as error:
         detail = error.errors(include_url=False, include_input=False)[0]
         field_name = ".".join(str(part) for part in detail["loc"]) or "record"

@@ -11,10 +11,11 @@ from typing import Any
 import orjson
 import pytest
 
-from audit.archive import archive_log_offline
-from audit.manifest import MANIFEST_NAME, Entry, head
+from audit.archive import archive_log_offline, write_segment
+from audit.manifest import MANIFEST_NAME, Entry, file_digest, head
 from audit.verify import DIVERGED, TAMPERED, VERIFIED, verify_archive
-from schemas.models import AlertRecord
+from schemas.codec import container_metadata, read_event_container, read_record_container, write_event_container
+from schemas.models import AlertRecord, ClockTick
 from tests.cli import enrollbridge
 from tests.live import Season
 
@@ -209,3 +210,72 @@ def test_redelivered_alert_records_are_not_a_divergence(tmp_path: Path, season: 
     verdict = verify_archive(archive, progress=False)
     assert verdict.exit_code == VERIFIED, verdict.render()
     assert verdict.redelivered == 10
+
+
+def test_the_head_of_an_earlier_archive_run_verifies_after_an_honest_append(archive: Path) -> None:
+    earlier = head(archive)
+    entries = _entries(archive)
+    # The next run: a restarted worker sent the last alert records of partition 0 again.
+    [last_alerts] = [e for e in entries if e["stream"] == "alerts" and e["partition"] == 0]
+    with (archive / str(last_alerts["file"])).open("rb") as source:
+        again = list(read_record_container(source, AlertRecord))[-3:]
+    write_segment(archive, "alerts", "offline.alerts.v1", 0, int(last_alerts["last_offset"]) + 1, again)  # type: ignore[call-overload]
+    run = enrollbridge("audit", "verify", archive, "--head", earlier)
+    assert run.returncode == VERIFIED, run.stdout + run.stderr
+    assert f"head {earlier} is entry {len(entries)} of {len(entries) + 1}: the archive extends it" in run.stdout
+    assert "1 entry came after it" in run.stdout
+    # An earlier run that ended in the middle of the chain: everything after it came later.
+    middle = entries[2]
+    verdict = verify_archive(archive, expected_head=str(middle["entry_hash"]), progress=False)
+    assert verdict.exit_code == VERIFIED, verdict.render()
+    assert f"{len(entries) + 1 - 3} entries came after it" in verdict.render()
+
+
+def test_a_head_the_chain_does_not_pass_through_is_tampering(archive: Path) -> None:
+    verdict = verify_archive(archive, expected_head="ab" * 32, progress=False)
+    assert verdict.exit_code == TAMPERED
+    assert any(f"no entry has the hash {'ab' * 32}" in t for t in verdict.tampered), verdict.tampered
+
+
+def _redelivered_event(archive: Path) -> tuple[int, int]:
+    """(entry number, index in its segment) of a log event whose identical copy came earlier in its
+    partition: taking it out changes no alert, so only the segment's count can give it away."""
+    seen: dict[int, set[str]] = {}
+    for number, entry in enumerate(_entries(archive), start=1):
+        if entry["stream"] != "events":
+            continue
+        ids = seen.setdefault(int(entry["partition"]), set())  # type: ignore[call-overload]
+        with (archive / str(entry["file"])).open("rb") as source:
+            for index, event in enumerate(read_event_container(source)):
+                if not isinstance(event, ClockTick) and event.event_id in ids:
+                    return number, index
+                ids.add(event.event_id)
+    raise AssertionError("the season has no re-delivered record")
+
+
+@pytest.mark.parametrize("recount", [False, True])
+def test_a_record_removed_inside_a_segment_with_a_rewritten_chain_is_reported(archive: Path, recount: bool) -> None:
+    number, index = _redelivered_event(archive)
+    entries = _entries(archive)
+    entry = entries[number - 1]
+    path = archive / str(entry["file"])
+    with path.open("rb") as source:
+        metadata = container_metadata(source)
+        events = list(read_event_container(source))
+    del events[index]
+    with path.open("wb") as out:
+        write_event_container(out, events, metadata)
+    entry["size"], entry["sha256"] = file_digest(path)
+    if recount:
+        entry["records"] = len(events)
+    _write_entries(archive, entries, reseal=True)
+    verdict = verify_archive(archive, progress=False)
+    assert verdict.exit_code == TAMPERED, verdict.render()
+    first, last = entry["first_offset"], entry["last_offset"]
+    expected = (
+        f"manifest entry {number} ({entry['file']}): holds {len(events)} records for offsets {first}-{last}"
+        if recount
+        else f"manifest entry {number} ({entry['file']}): file {entry['file']} holds {len(events)} records, "
+        f"its entry says {len(events) + 1}"
+    )
+    assert any(t.startswith(expected) for t in verdict.tampered), verdict.tampered

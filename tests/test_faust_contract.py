@@ -77,6 +77,8 @@ def test_the_worker_logging_hook_and_spinner() -> None:
     # The adapter sets the instance's spinner to None after construction; Faust must still check it.
     assert "spinner" in Worker.__annotations__
     assert "if self.spinner" in inspect.getsource(Worker._on_startup_end_spinner)
+    # The adapter adds its own SIGTERM/SIGINT handlers after Faust's (a stop has a deadline).
+    assert callable(Worker.install_signal_handlers)
 
 
 @pytest.mark.parametrize("name", ["SASLCredentials", "SSLCredentials"])

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import socket
 import subprocess
 import sys
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -29,6 +32,7 @@ from tests.live import live_settings
 pytestmark = pytest.mark.kafka
 TAX_TOKEN = "tax-token-0123456789abcdef"
 ROSTER_TOKEN = "roster-token-0123456789abcdef"
+READ_TIMEOUT = 2.0
 
 
 class Server:
@@ -66,6 +70,7 @@ def server(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Server]:
         "ENROLLBRIDGE_TOPIC_PREFIX": settings.topic_prefix,
         "ENROLLBRIDGE_HTTP_TOKENS": f"tax={TAX_TOKEN},education={ROSTER_TOKEN}",
         "ENROLLBRIDGE_HTTP_MAX_BYTES": str(64 * 1024),
+        "ENROLLBRIDGE_HTTP_READ_TIMEOUT": str(READ_TIMEOUT),
     }
     log = (tmp_path / "http.log").open("wb")
     process = subprocess.Popen(
@@ -131,3 +136,56 @@ def test_malformed_and_oversized_bodies_are_refused(server: Server) -> None:
     assert server.post("tax", {"rows": []}, TAX_TOKEN)[0] == 400
     assert server.post("tax", [GOOD_ROWS["tax"]] * 400, TAX_TOKEN)[0] == 413  # over 64 KiB
     assert server.post("nonsense", [], TAX_TOKEN)[0] == 404
+
+
+@pytest.mark.parametrize("scheme", ["bearer", "BEARER", "BeArEr"])
+def test_the_bearer_scheme_is_case_insensitive(server: Server, scheme: str) -> None:
+    request = urllib.request.Request(
+        f"{server.url}/v1/records/tax", data=orjson.dumps([GOOD_ROWS["tax"]]), method="POST",
+        headers={"Authorization": f"{scheme} {TAX_TOKEN}"},
+    )  # fmt: skip
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 200 and orjson.loads(response.read())["accepted"] == 1
+
+
+def test_too_many_records_says_so(server: Server) -> None:
+    status, text = server.post("tax", [{}] * 10_001, TAX_TOKEN)  # 30 KB: under the byte limit
+    assert status == 413
+    assert "too many records: 10001 in one request, at most 10000" in text
+    status, text = server.post("tax", [GOOD_ROWS["tax"]] * 400, TAX_TOKEN)
+    assert status == 413 and f"body over {64 * 1024} bytes (ENROLLBRIDGE_HTTP_MAX_BYTES)" in text
+    assert server.topic(Topics(server.settings.topic_prefix).source("tax")) == []
+
+
+def test_a_body_that_trickles_is_cut_off_after_the_read_timeout(server: Server) -> None:
+    body = orjson.dumps([GOOD_ROWS["tax"]])
+    port = int(server.url.rsplit(":", 1)[1])
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as connection:
+        connection.sendall(
+            b"POST /v1/records/tax HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            + f"Authorization: Bearer {TAX_TOKEN}\r\nContent-Length: {len(body)}\r\n\r\n".encode()
+        )
+        started = time.monotonic()
+        answer = b""
+        connection.settimeout(0.3)
+        for byte in body:  # one byte every 0.3 s: the whole body would take minutes
+            try:
+                connection.sendall(bytes([byte]))
+            except OSError:
+                break  # the server closed the connection
+            try:
+                chunk = connection.recv(4096)
+            except TimeoutError:
+                continue
+            answer += chunk
+            if not chunk or b"\r\n\r\n" in answer:
+                break
+        elapsed = time.monotonic() - started
+        connection.settimeout(5)
+        with contextlib.suppress(OSError):
+            while chunk := connection.recv(4096):  # the rest of the answer, until the server closes
+                answer += chunk
+    assert answer.startswith(b"HTTP/1.1 408"), answer
+    assert b"did not arrive within 2 s" in answer
+    assert READ_TIMEOUT <= elapsed < READ_TIMEOUT + 5
+    assert server.topic(Topics(server.settings.topic_prefix).source("tax")) == []

@@ -3,20 +3,24 @@ direct computation from the replay, and fed live from Kafka by `enrollbridge sin
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import orjson
 import psycopg
 import pytest
+from psycopg.conninfo import make_conninfo
 
-from connectors.postgres_sink import PostgresSink
+from connectors.postgres_sink import MIGRATIONS, PostgresSink
 from enrollbridge.history import SinkHistory
+from infra.admin import ensure_topics
 from schemas.models import AlertRecord, CoverageRecord
 from tests.cli import enrollbridge
 from tests.conftest import PG_DSN
@@ -65,12 +69,12 @@ def test_redelivering_every_record_twice_leaves_the_same_tables(
     positioned_alerts = [((0, n), a) for n, a in enumerate(alerts)]
     positioned_coverage = [((0, n), c) for n, c in enumerate(coverage)]
     with PostgresSink(PG_DSN, pg_schema) as sink:
-        assert sink.migrate() == 1
+        assert sink.migrate() == len(MIGRATIONS)
         sink.write(positioned_alerts, positioned_coverage)
     once = _dump(pg_schema)
     assert len(once["alert_transition"]) == len({(a.alert_id, orjson.dumps(a.model_dump())) for a in alerts})
     with PostgresSink(PG_DSN, pg_schema) as sink:
-        assert sink.migrate() == 1  # already migrated: nothing applied twice
+        assert sink.migrate() == len(MIGRATIONS)  # already migrated: nothing applied twice
         for _ in range(2):
             # Out of order too: a re-delivered old record must not overwrite a newer state.
             sink.write(reversed(positioned_alerts), reversed(positioned_coverage))
@@ -152,3 +156,145 @@ def test_the_sink_command_follows_a_live_season_into_postgresql(
         workers.stop_all()
     assert stored == truth, (tmp_path / "sink.log").read_text()
     assert len(_dump(pg_schema)["coverage_current"]) > 600
+
+
+class SinkProcess:
+    """`enrollbridge sink` in its own process on a test's topics, fed by records published directly."""
+
+    def __init__(self, folder: Path, kafka_bootstrap: str, pg_schema: str) -> None:
+        self.settings = live_settings(kafka_bootstrap, folder)
+        self.schema = pg_schema
+        self.log_path = folder / "sink.log"
+        asyncio.run(ensure_topics(self.settings))
+        self.application = f"sink-test {pg_schema}"  # to find its backend in pg_stat_activity
+        env = {**os.environ, **self.settings.as_environment(), "ENROLLBRIDGE_PG_SCHEMA": pg_schema,
+               "ENROLLBRIDGE_PG_DSN": make_conninfo(PG_DSN, application_name=self.application)}  # fmt: skip
+        with self.log_path.open("wb") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "enrollbridge", "sink"], env=env, stdout=log, stderr=log
+            )
+
+    def publish(self, records: Sequence[AlertRecord | CoverageRecord]) -> None:
+        from aiokafka import AIOKafkaProducer
+
+        from infra.kafka import aiokafka_options
+        from infra.topics import Topics
+        from schemas.codec import encode_message
+
+        topics = Topics(self.settings.topic_prefix)
+
+        async def send() -> None:
+            producer = AIOKafkaProducer(**aiokafka_options(self.settings), acks="all")
+            await producer.start()
+            try:
+                for record in records:
+                    if isinstance(record, AlertRecord):
+                        await producer.send(topics.alerts, encode_message(record), key=record.alert_id.encode())
+                    else:
+                        await producer.send(topics.coverage, encode_message(record), key=record.person_key.encode())
+                await producer.flush()
+            finally:
+                await producer.stop()
+
+        asyncio.run(send())
+
+    def terminate_backend(self) -> int:
+        """pg_terminate_backend of the sink's connection, as an operator (or a failover) would; how many."""
+        with psycopg.connect(PG_DSN, autocommit=True) as connection:
+            rows = connection.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s",
+                (self.application,),
+            ).fetchall()
+        return sum(1 for (done,) in rows if done)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+def _stored(schema: str) -> tuple[dict[str, str], dict[tuple[str, int, str], tuple[bool, bool, bool]]]:
+    try:
+        tables = _dump(schema)
+        with psycopg.connect(PG_DSN) as connection:
+            connection.execute(f"SET search_path TO {schema}")
+            coverage = connection.execute(
+                "SELECT person_key, coverage_year, pool, on_roster, registered, covered FROM coverage_current"
+            ).fetchall()
+    except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName):
+        return {}, {}
+    return {row[0]: row[2] for row in tables["alert_current"]}, {tuple(r[:3]): tuple(r[3:]) for r in coverage}
+
+
+def _expected(
+    alerts: list[AlertRecord], coverage: list[CoverageRecord]
+) -> tuple[dict[str, str], dict[tuple[str, int, str], tuple[bool, bool, bool]]]:
+    # Each key goes to one partition, in order: the last record per key is what the tables keep.
+    return (
+        {a.alert_id: a.status for a in alerts},
+        {(c.person_key, c.coverage_year, c.pool): (c.on_roster, c.registered, c.covered) for c in coverage},
+    )
+
+
+def _wait_for(sink: SinkProcess, expected: object, timeout: float = 120) -> object:
+    deadline = time.monotonic() + timeout
+    while True:
+        stored = _stored(sink.schema)
+        if stored == expected or time.monotonic() > deadline or sink.process.poll() is not None:
+            return stored
+        time.sleep(0.5)
+
+
+@pytest.mark.kafka
+def test_the_sink_reconnects_when_its_backend_is_terminated_mid_stream(
+    tmp_path: Path, kafka_bootstrap: str, pg_schema: str, replayed: tuple[list[AlertRecord], list[CoverageRecord]]
+) -> None:
+    alerts, coverage = replayed
+    records: list[AlertRecord | CoverageRecord] = [*alerts, *coverage]
+    sink = SinkProcess(tmp_path, kafka_bootstrap, pg_schema)
+    try:
+        chunks = [records[n : n + 200] for n in range(0, len(records), 200)]
+        sink.publish(chunks[0])
+        deadline = time.monotonic() + 60
+        while not _stored(pg_schema)[0] and time.monotonic() < deadline:
+            time.sleep(0.2)
+        terminated = 0
+        for number, chunk in enumerate(chunks[1:]):
+            sink.publish(chunk)
+            if number % 3 == 0:
+                terminated += sink.terminate_backend()
+        assert terminated >= 2, sink.log()
+        stored = _wait_for(sink, _expected(alerts, coverage))
+        assert sink.process.poll() is None, sink.log()
+        assert stored == _expected(alerts, coverage), sink.log()
+    finally:
+        sink.stop()
+    log = sink.log()
+    assert "lost PostgreSQL (AdminShutdown" in log and "connected to PostgreSQL again" in log, log
+    assert "Traceback" not in log, log
+
+
+@pytest.mark.kafka
+def test_the_sink_rebuilds_everything_when_its_schema_is_dropped(
+    tmp_path: Path, kafka_bootstrap: str, pg_schema: str, replayed: tuple[list[AlertRecord], list[CoverageRecord]]
+) -> None:
+    alerts, coverage = replayed
+    half = len(alerts) // 2
+    sink = SinkProcess(tmp_path, kafka_bootstrap, pg_schema)
+    try:
+        sink.publish([*alerts[:half], *coverage])
+        assert _wait_for(sink, _expected(alerts[:half], coverage)) == _expected(alerts[:half], coverage), sink.log()
+        with psycopg.connect(PG_DSN, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA {pg_schema} CASCADE")
+        # Noticed while idle, and rebuilt from the beginning of the topics: nothing that was there is lost.
+        assert _wait_for(sink, _expected(alerts[:half], coverage)) == _expected(alerts[:half], coverage), sink.log()
+        # ... and it carries on with what comes next.
+        sink.publish(alerts[half:])
+        assert _wait_for(sink, _expected(alerts, coverage)) == _expected(alerts, coverage), sink.log()
+        assert sink.process.poll() is None, sink.log()
+    finally:
+        sink.stop()
+    assert f"the tables in {pg_schema} are gone: rebuilding them from the beginning of the topics" in sink.log()

@@ -10,6 +10,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Any
 
+import tomli_w
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -34,6 +35,8 @@ from schemas.times import (
 
 DEFAULT_POLICY_FILE = Path(__file__).resolve().parent.parent / "policies" / "default.toml"
 DEFAULT_GRACE_DAYS = 7
+MAX_CONTRIBUTION_YUAN = 100_000  # far above any personal contribution; bounds what a typo can do
+FIRST_YEAR, LAST_YEAR = 1990, 2100  # the coverage years agency records may carry (BAD_YEAR)
 MS_PER_DAY = 86_400_000
 
 
@@ -42,8 +45,11 @@ def _yuan_to_fen(value: Any) -> int:
         amount = Decimal(str(value).strip())
     except InvalidOperation:
         raise ValueError(f"not an amount in yuan: {value!r}") from None
-    if amount < 0 or amount != amount.quantize(Decimal("0.01")):
-        raise ValueError(f"contribution must be a non-negative amount with at most two decimals: {value!r}")
+    # NaN, Infinity and 1e9999 are numbers to Decimal (and to TOML); none is a contribution.
+    if not amount.is_finite() or not 0 <= amount <= MAX_CONTRIBUTION_YUAN:
+        raise ValueError(f"contribution must be an amount in yuan from 0 to {MAX_CONTRIBUTION_YUAN}: {value!r}")
+    if amount != amount.quantize(Decimal("0.01")):
+        raise ValueError(f"contribution must have at most two decimals: {value!r}")
     return int(amount * 100)
 
 
@@ -68,7 +74,7 @@ class Policy(BaseModel):
     model_config = ConfigDict(frozen=True, extra="allow")
 
     pool: str
-    coverage_year: int
+    coverage_year: Annotated[int, Field(ge=FIRST_YEAR, le=LAST_YEAR)]
     contribution_fen: Annotated[int, BeforeValidator(_yuan_to_fen)] = Field(alias="contribution")
     collection_start: LocalDays
     collection_end: LocalDays
@@ -89,6 +95,20 @@ class Policy(BaseModel):
     def _consistent(self) -> Policy:
         if self.collection_end < self.collection_start:
             raise ValueError("collection_end is before collection_start")
+        # Collection runs in the year before the coverage year (a city may run it into the year
+        # itself); dates outside those two years are typos, and would make checkpoints never pass.
+        first, last = parse_date(f"{self.coverage_year - 1}-01-01"), parse_date(f"{self.coverage_year}-12-31")
+        for label, days in (
+            ("collection_start", (self.collection_start,)),
+            ("collection_end", (self.collection_end,)),
+            ("checkpoints", self.checkpoints),
+        ):
+            outside = [format_date(day) for day in days if not first <= day <= last]
+            if outside:
+                raise ValueError(
+                    f"{label} {', '.join(outside)} outside the collection years {self.coverage_year - 1}-"
+                    f"{self.coverage_year} of coverage year {self.coverage_year}"
+                )
         if not self.checkpoints:
             object.__setattr__(self, "checkpoints", _month_ends(self.collection_start, self.collection_end))
         else:
@@ -123,7 +143,7 @@ class Policy(BaseModel):
         """This policy as a ``[[policy]]`` entry that ``load_policies`` reads back unchanged."""
         lines = ["[[policy]]", f'pool = "{self.pool}"']
         if self.name:
-            lines.append(f'name = "{self.name}"')
+            lines.append(tomli_w.dumps({"name": self.name}).strip())  # quotes and control characters escaped
         lines += [
             f"coverage_year = {self.coverage_year}",
             f'contribution = "{self.contribution_fen // 100}.{self.contribution_fen % 100:02d}"',

@@ -25,8 +25,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import signal
 import time
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from types import FrameType
 from typing import Any
 
 import faust
@@ -300,8 +302,14 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
     return app
 
 
-def run_faust_app(app: faust.App, loglevel: str, loop: asyncio.AbstractEventLoop) -> None:
-    """Run a Faust app as a worker until interrupted, logging at ``loglevel``.
+def run_faust_app(
+    app: faust.App,
+    loglevel: str,
+    loop: asyncio.AbstractEventLoop,
+    on_stop_signal: Callable[[int], None] | None = None,
+) -> None:
+    """Run a Faust app as a worker until interrupted, logging at ``loglevel``; ``on_stop_signal`` is
+    told of SIGTERM and SIGINT as they arrive, even while the event loop is busy.
 
     Without its terminal spinner: the spinner sets the root logger to DEBUG so it can spin on every
     record, and then every send of every message builds a debug log record (about 5 % of the worker's time).
@@ -312,6 +320,19 @@ def run_faust_app(app: faust.App, loglevel: str, loop: asyncio.AbstractEventLoop
         def on_setup_root_logger(self, logger: logging.Logger, level: int) -> None:
             # Instead of the spinner's handler; aiokafka warns about every retry it then makes.
             logging.getLogger("aiokafka").setLevel(logging.ERROR)
+
+        def install_signal_handlers(self) -> None:
+            super().install_signal_handlers()
+            if on_stop_signal is None:
+                return
+
+            # The loop still runs Faust's graceful stop (asyncio's wakeup fd tells it of the signal);
+            # this Python-level handler runs in the main thread at once, however busy the loop is.
+            def told(number: int, _frame: FrameType | None) -> None:
+                on_stop_signal(number)
+
+            for number in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(number, told)
 
     worker = QuietWorker(app, loglevel=loglevel, loop=loop, quiet=True, override_logging=True)
     worker.spinner = None

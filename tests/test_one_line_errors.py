@@ -1,0 +1,162 @@
+"""Mistakes an operator makes get one line naming what is wrong and exit code 2, never a traceback
+(and never a password)."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from infra.errors import InputError
+from streams.core.policy import load_policies
+from tests.cli import enrollbridge
+from tests.conftest import PG_DSN
+from tests.files import GOOD_ROWS, write_csv
+from tests.test_policy import SPEC_EXAMPLE, write
+
+
+def _one_line(run: object, *expected: str) -> None:
+    returncode, stderr = run.returncode, run.stderr  # type: ignore[attr-defined]
+    assert returncode == 2, stderr
+    assert "Traceback" not in stderr, stderr
+    errors = [line for line in stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1, stderr
+    for text in expected:
+        assert text in errors[0], stderr
+
+
+def test_an_unknown_encoding_is_named(tmp_path: Path, secret_env: str) -> None:
+    source = write_csv(tmp_path / "tax.csv", [GOOD_ROWS["tax"]])
+    run = enrollbridge("ingest", "tax", source, "--out", tmp_path / "events.jsonl", "--encoding", "klingon")
+    _one_line(run, "--encoding", "klingon")
+    assert not (tmp_path / "events.jsonl").exists()
+
+
+@pytest.mark.parametrize("how", ["flag", "environment"])
+def test_web_port_0_is_refused(how: str) -> None:
+    # Faust cannot serve on "any free port": refused before an embedded broker is even started.
+    if how == "flag":
+        run = enrollbridge("worker", "--web-port", "0", timeout=60)
+    else:
+        run = enrollbridge("worker", env={"ENROLLBRIDGE_WEB_PORT": "0"}, timeout=60)
+    _one_line(run, "web", "port")
+    assert "embedded" not in run.stderr
+
+
+@pytest.mark.parametrize("contribution", ['"NaN"', '"Infinity"', '"-Infinity"', "1e9999", "nan", '"1e9999"'])
+def test_a_contribution_that_is_not_an_amount_is_refused(tmp_path: Path, contribution: str) -> None:
+    policy = write(tmp_path, SPEC_EXAMPLE.replace('"380.00"', contribution))
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    run = enrollbridge("replay", events, "--policy", policy, "--out", tmp_path / "alerts.jsonl")
+    _one_line(run, "[[policy]] #1 (pool 450200, year 2024): contribution")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("coverage_year = 2024", "coverage_year = -2024"), "coverage_year"),
+        (("coverage_year = 2024", "coverage_year = 0"), "coverage_year"),
+        (("# checkpoints = [", 'checkpoints = ["2031-12-31"]\n#'), "checkpoints 2031-12-31 outside"),
+        (("# checkpoints = [", 'checkpoints = ["2023-10-31", "0001-01-01"]\n#'), "checkpoints 0001-01-01 outside"),
+        (('collection_end = "2023-12-31"', 'collection_end = "9999-12-31"'), "collection_end 9999-12-31 outside"),
+    ],
+)
+def test_policies_outside_their_collection_years_are_refused(
+    tmp_path: Path, change: tuple[str, str], message: str
+) -> None:
+    assert change[0] in SPEC_EXAMPLE
+    with pytest.raises(InputError, match=message):
+        load_policies(write(tmp_path, SPEC_EXAMPLE.replace(*change)))
+
+
+def test_a_checkpoint_in_the_coverage_year_itself_is_kept(tmp_path: Path) -> None:
+    # A city may collect into January: a checkpoint there is no typo.
+    text = SPEC_EXAMPLE.replace("# checkpoints = [", 'checkpoints = ["2023-12-31", "2024-01-31"]\n#')
+    policy = load_policies(write(tmp_path, text)).get("450200", 2024)
+    assert policy is not None and len(policy.checkpoints) == 2
+
+
+@pytest.mark.parametrize("name", ['柳州 "test"', "back\\slash", "line\nbreak", "tab\tand \x7f", "😀"])
+def test_a_policy_name_with_quotes_stays_valid_toml(tmp_path: Path, name: str) -> None:
+    policy = load_policies(write(tmp_path, SPEC_EXAMPLE)).get("450200", 2024)
+    assert policy is not None
+    named = policy.model_copy(update={"name": name})
+    text = named.to_toml()
+    assert tomllib.loads(text)["policy"][0]["name"] == name
+    again = load_policies(write(tmp_path, text)).get("450200", 2024)
+    assert again == named
+
+
+def test_synth_writes_a_policy_file_that_reads_back(tmp_path: Path, secret_env: str) -> None:
+    policy = load_policies(write(tmp_path, SPEC_EXAMPLE)).get("450200", 2024)
+    assert policy is not None
+    named = tmp_path / "named.toml"
+    named.write_text(policy.model_copy(update={"name": 'Liuzhou "city"'}).to_toml(), encoding="utf-8")
+    run = enrollbridge(
+        "synth", "--pool", "450200", "--year", "2024", "--students", "5", "--policy", named, "--out", tmp_path / "s"
+    )
+    assert run.returncode == 0, run.stderr
+    assert load_policies(tmp_path / "s" / "policy.toml").get("450200", 2024) is not None
+
+
+@pytest.mark.parametrize(
+    "dsn",
+    [
+        'postgresql://clerk:hunter2"secret@[::1',  # libpq quotes a malformed URI whole
+        "postgresql://clerk:hunter2%zzsecret@127.0.0.1/test",  # ... and the token around a bad escape
+        "host=127.0.0.1 password='hunter2secret",
+        "host=127.0.0.1 port=abc password=hunter2secret",
+        "postgresql://clerk:hunter2secret@127.0.0.1:5432/test?sslmode=bogus",
+    ],
+)
+@pytest.mark.parametrize("command", ["worklist", "report", "sink"])
+def test_a_malformed_dsn_is_one_line_without_the_password(tmp_path: Path, dsn: str, command: str) -> None:
+    commands: dict[str, list[str | Path]] = {
+        "worklist": ["worklist", "--out", tmp_path / "lists"],
+        "report": ["report", "--pool", "450200", "--year", "2024", "--as-of", "2023-10-31", "--out", tmp_path],
+        "sink": ["sink", "--bootstrap-servers", "127.0.0.1:9"],
+    }
+    args = commands[command]
+    run = enrollbridge(*args, env={"ENROLLBRIDGE_PG_DSN": dsn}, timeout=60)
+    _one_line(run, "PostgreSQL")  # the sink too: its connection comes before Kafka's
+    assert "hunter2" not in run.stderr + run.stdout
+
+
+@pytest.mark.parametrize("command", ["worklist", "report"])
+def test_postgresql_refusing_is_one_line(tmp_path: Path, command: str) -> None:
+    from infra.broker import free_port
+
+    commands: dict[str, list[str | Path]] = {
+        "worklist": ["worklist", "--out", tmp_path / "lists"],
+        "report": ["report", "--pool", "450200", "--year", "2024", "--as-of", "2023-10-31", "--out", tmp_path],
+    }
+    args = commands[command]
+    dsn = f"postgresql://clerk:hunter2@127.0.0.1:{free_port()}/test"  # nobody listens there
+    run = enrollbridge(*args, env={"ENROLLBRIDGE_PG_DSN": dsn}, timeout=60)
+    _one_line(run, "cannot connect to PostgreSQL", "refused")
+    assert "hunter2" not in run.stderr
+    assert not (tmp_path / "lists").exists()
+
+
+def test_worklist_of_a_schema_that_does_not_exist_creates_nothing(tmp_path: Path, pg_schema: str) -> None:
+    run = enrollbridge(
+        "worklist", "--out", tmp_path / "lists", "--pg-schema", pg_schema, env={"ENROLLBRIDGE_PG_DSN": PG_DSN}
+    )
+    _one_line(run, f"PostgreSQL schema {pg_schema!r} holds no enrollbridge sink tables")
+    with psycopg.connect(PG_DSN) as connection:
+        found = connection.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (pg_schema,)).fetchone()
+    assert found is None
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_replay_given_an_agency_file_says_what_it_reads(tmp_path: Path, suffix: str) -> None:
+    if suffix == ".csv":
+        agency = write_csv(tmp_path / "education.csv", [GOOD_ROWS["education"]])
+    else:
+        agency = tmp_path / "education.jsonl"
+        agency.write_text('{"id_number": "11010520000101001X", "school_code": "S1"}\n')
+    run = enrollbridge("replay", agency, "--out", tmp_path / "alerts.jsonl")
+    _one_line(run, f"{agency}:1", "ingest SOURCE FILE --out EVENTS.jsonl")
