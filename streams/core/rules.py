@@ -32,14 +32,15 @@ SEVERITY = {
     PAID_UNREGISTERED: "HIGH",
     WAITING_PERIOD: "INFO",
 }
-NEVER_RESOLVES = frozenset({WAITING_PERIOD})
 
 
 class Cause(NamedTuple):
-    """The event or tick being processed: its id and its time (the alert's ``as_of``)."""
+    """The event or tick being processed: its id, its time (the alert's ``as_of``) and, for a tick, the
+    gating sources that were not complete up to its time (sorted)."""
 
     event_id: str
     at: int
+    incomplete: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,16 @@ class Finding:
     payment_refs: tuple[str, ...] = ()
     approval_pools: tuple[str, ...] = ()
 
+    def attribution(self) -> OpenAlert:
+        """Who must act on the alert: its pool, county and school."""
+        membership = self.membership
+        if membership is None:
+            return OpenAlert(self.pool, self.county, None, None, None, None)
+        return OpenAlert(
+            self.pool, self.county, membership.school_code, membership.school_type, membership.student_ref,
+            membership.school_name,
+        )  # fmt: skip
+
 
 def alert_id(kind: str, person_key: str, coverage_year: int, discriminator: str) -> str:
     return hashlib.sha256(f"{kind}|{person_key}|{coverage_year}|{discriminator}".encode()).hexdigest()
@@ -71,23 +82,17 @@ def evaluate(
     compare against it, never against the wall clock.
     """
     found = derive(state, now, policies)
-    resolved = sorted(
-        (key for key in state.open_alerts if key not in found and key[0] not in NEVER_RESOLVES), key=_order
+    resolved = sorted((key for key in state.open_alerts if key not in found), key=_order)
+    # Opened, or still open with another attribution (the student moved, or their roster entry came).
+    opened = sorted(
+        (key for key, finding in found.items() if state.open_alerts.get(key) != finding.attribution()), key=_order
     )
-    opened = sorted((key for key in found if key not in state.open_alerts), key=_order)
     records = []
     for key in resolved:
         records.append(_resolved_record(person_key, state, key, state.open_alerts.pop(key), cause))
     for key in opened:
         finding = found[key]
-        membership = finding.membership
-        state.open_alerts[key] = OpenAlert(
-            finding.pool,
-            finding.county,
-            membership.school_code if membership else None,
-            membership.school_type if membership else None,
-            membership.student_ref if membership else None,
-        )
+        state.open_alerts[key] = finding.attribution()
         records.append(_open_record(person_key, state, key, finding, cause))
     return records
 
@@ -213,7 +218,7 @@ def _derive_year(
                 )  # fmt: skip
         if statuses or employee or owed is None:
             continue
-        late = _late_covering_payment(payments, owed)
+        late = covering_payment(payments, owed)
         policy = policies.get(pool, year)
         covering = next((r for r in residents if r.pool == pool), None)
         if late is not None and late.paid and policy and covering and late.paid.occurred_at > policy.collection_end_at:
@@ -242,18 +247,29 @@ def latest_membership(membership: Membership) -> tuple[int, str, str]:
     return membership.occurred_at, membership.school_code, membership.student_ref
 
 
-def _late_covering_payment(payments: list[Payment], owed: int | None) -> Payment | None:
-    """The payment (in time order) that brought the net amount paid up to what is owed."""
+def covering_payment(payments: list[Payment], owed: int | None) -> Payment | None:
+    """The payment that last brought the net amount paid up to what is owed, in business time: its
+    payments and refunds taken in ``occurred_at`` order. A refund after it never undoes it (a
+    waiting period records that coverage began then); a correction of the records can."""
     if owed is None or owed <= 0:
         return None
-    total = 0
-    for payment in payments:
-        if payment.paid is None or payment.net_fen <= 0:
-            continue
-        total += payment.net_fen
-        if total >= owed:
-            return payment
-    return None
+    parts = [(p.paid.occurred_at, 0, p.payment_ref, p) for p in payments if p.paid]
+    parts.extend((p.refunded.occurred_at, 1, p.payment_ref, p) for p in payments if p.refunded)
+    parts.sort(key=lambda part: part[:3])
+    paid: dict[str, int] = {}
+    refunded: dict[str, int] = {}
+    net, covering = 0, None
+    for _, is_refund, ref, payment in parts:
+        before = max(0, paid.get(ref, 0) - refunded.get(ref, 0))
+        if is_refund:
+            refunded[ref] = payment.refunded.amount_fen if payment.refunded else 0
+        else:
+            paid[ref] = payment.paid.amount_fen if payment.paid else 0
+        after = max(0, paid.get(ref, 0) - refunded.get(ref, 0))
+        if not is_refund and net < owed <= net - before + after:
+            covering = payment
+        net += after - before
+    return covering
 
 
 def _attribution(
@@ -308,6 +324,8 @@ def _open_record(person_key: str, state: PersonState, key: AlertKey, finding: Fi
             ),
             payment_refs=finding.payment_refs,
             approval_pools=finding.approval_pools,
+            school_name=membership.school_name if membership else None,
+            incomplete_sources=cause.incomplete,
         ),
     )
 
@@ -332,5 +350,6 @@ def _resolved_record(
             school_code=opened.school_code,
             school_type=opened.school_type,
             student_ref=opened.student_ref,
+            school_name=opened.school_name,
         ),
     )
