@@ -45,8 +45,7 @@ class Figures:
     coverage_year: int
     until: int | None = None
     coverage: dict[str, CoverageRecord] = field(default_factory=dict)  # person_key -> latest status
-    latest: dict[str, AlertRecord] = field(default_factory=dict)  # alert_id -> latest transition, any pool
-    opened: set[str] = field(default_factory=set)  # alert ids opened at some point (found), any pool
+    history: dict[str, list[AlertRecord]] = field(default_factory=dict)  # alert_id -> its records, any pool
 
     def add_coverage(self, record: CoverageRecord) -> None:
         if record.pool == self.pool and self._counts(record.coverage_year, record.as_of):
@@ -54,9 +53,7 @@ class Figures:
 
     def add_alert(self, record: AlertRecord) -> None:
         if self._counts(record.coverage_year, record.as_of):
-            self.latest[record.alert_id] = record
-            if record.status == "OPEN":
-                self.opened.add(record.alert_id)
+            self.history.setdefault(record.alert_id, []).append(record)
 
     def _counts(self, year: int, as_of: int) -> bool:
         return year == self.coverage_year and (self.until is None or as_of <= self.until)
@@ -64,7 +61,7 @@ class Figures:
     @property
     def alerts(self) -> dict[str, AlertRecord]:
         """alert_id -> latest transition, of the alerts that transition attributes to this pool."""
-        return {alert_id: alert for alert_id, alert in self.latest.items() if alert.pool == self.pool}
+        return {alert_id: records[-1] for alert_id, records in self.history.items() if records[-1].pool == self.pool}
 
     def total(self) -> CoverageCounts:
         counts = CoverageCounts()
@@ -83,13 +80,11 @@ class Figures:
 
     def open_by_kind(self, county: str | None = None) -> Counter[str]:
         return Counter(
-            a.kind
-            for a in self.latest.values()
-            if a.status == "OPEN" and a.pool == self.pool and county in (None, a.details.county)
+            a.kind for a in self.alerts.values() if a.status == "OPEN" and county in (None, a.details.county)
         )
 
     def found(self, kind: str, county: str | None = None) -> int:
-        """Alerts of a kind opened at some point (by ``until``), where they are attributed now."""
+        """Alerts of a kind open at some time by ``until``, counted where they are attributed now."""
         return sum(1 for alert in self._found(kind, county))
 
     def cleaned(self, kind: str, county: str | None = None) -> int:
@@ -97,10 +92,29 @@ class Figures:
         return sum(1 for alert in self._found(kind, county) if alert.status == "RESOLVED")
 
     def _found(self, kind: str, county: str | None) -> Iterable[AlertRecord]:
-        for alert_id in self.opened:
-            alert = self.latest[alert_id]
-            if alert.kind == kind and alert.pool == self.pool and county in (None, alert.details.county):
+        for records in self.history.values():
+            alert = records[-1]
+            if (
+                alert.kind == kind
+                and alert.pool == self.pool
+                and county in (None, alert.details.county)
+                and was_open(records)
+            ):
                 yield alert
+
+
+def was_open(records: list[AlertRecord]) -> bool:
+    """Whether an alert was open at some business time, from its records in writing order.
+
+    At time T an alert is what the last record written with ``as_of`` at or before T says. A record
+    says something at its own time unless a record written after it has an ``as_of`` at or before
+    its own: a late record that, in business time, resolved it before it opened (it never was open)."""
+    earliest_later: int | None = None
+    for record in reversed(records):
+        if record.status == "OPEN" and (earliest_later is None or record.as_of < earliest_later):
+            return True
+        earliest_later = record.as_of if earliest_later is None else min(earliest_later, record.as_of)
+    return False
 
 
 def fold(

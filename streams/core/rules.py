@@ -80,6 +80,13 @@ def evaluate(
 
     ``now`` is the time of the latest tick (None before the first): rules that wait for time
     compare against it, never against the wall clock.
+
+    A transition's ``as_of`` is the business time it took effect: the cause's time, unless the
+    person's records already hold versions that happened later (they were delivered first: the
+    roster before the registrations, an agency ahead of another). Then the rules are also read as of
+    each later business time of those records, and a transition takes effect from the point after
+    which it holds to the end; an alert that stays open is written as filed at that point and again
+    wherever it moved since. Figures as of any date then count it where it was.
     """
     found = derive(state, now, policies)
     resolved = sorted((key for key in state.open_alerts if key not in found), key=_order)
@@ -87,14 +94,42 @@ def evaluate(
     opened = sorted(
         (key for key, finding in found.items() if state.open_alerts.get(key) != finding.attribution()), key=_order
     )
+    if not resolved and not opened:
+        return []
+    timeline = [(cause.at, found)]
+    in_order = state.at(cause.at) is state
+    if not in_order:
+        timeline = [(moment, derive(state.at(moment), now, policies)) for moment in state.times_from(cause.at)]
     records = []
     for key in resolved:
-        records.append(_resolved_record(person_key, state, key, state.open_alerts.pop(key), cause))
+        ended = _from(timeline, key, holds=False)
+        filed = state.open_alerts.pop(key)
+        if not in_order:  # filed where the student was just before it ended, not where they went since
+            just_before = derive(state.at(ended - 1), now, policies).get(key)
+            filed = just_before.attribution() if just_before else filed
+        records.append(_resolved_record(person_key, state, key, filed, cause, ended))
     for key in opened:
-        finding = found[key]
-        state.open_alerts[key] = finding.attribution()
-        records.append(_open_record(person_key, state, key, finding, cause))
+        state.open_alerts[key] = found[key].attribution()
+        shown: OpenAlert | None = None
+        since = _from(timeline, key, holds=True)
+        for moment, findings in timeline:
+            if moment < since:
+                continue
+            finding = findings[key]
+            if finding.attribution() != shown:
+                shown = finding.attribution()
+                records.append(_open_record(person_key, state, key, finding, cause, moment))
     return records
+
+
+def _from(timeline: list[tuple[int, dict[AlertKey, Finding]]], key: AlertKey, holds: bool) -> int:
+    """The first business time of the timeline from which ``key`` is found (or not) to its end."""
+    start = timeline[0][0]
+    for moment, findings in reversed(timeline):
+        if (key in findings) != holds:
+            break
+        start = moment
+    return start
 
 
 def derive(state: PersonState, now: int | None, policies: PolicyBook) -> dict[AlertKey, Finding]:
@@ -156,6 +191,7 @@ def _derive_year(
         return policies.expected_fen(pool, year, categories)
 
     covered = is_covered(registrations, net_by_pool, expected)
+    enrolled = [m for members in roster_by_pool.values() for m in members]
 
     # Students on a roster of a pool whose first checkpoint has passed: enrolled, and covered?
     if now is not None and (not registrations or not covered):
@@ -183,7 +219,7 @@ def _derive_year(
                 )
 
     if len(registrations) >= 2:
-        pool, county, attributed = _attribution(roster_by_pool, registrations)
+        pool, county, attributed = _attribution(enrolled, registrations)
         found[(DUPLICATE_ENROLLMENT, year, "")] = Finding(
             pool, county, tuple(r.event_id for r in registrations), membership=attributed,
             registrations=tuple(registrations),
@@ -193,7 +229,7 @@ def _derive_year(
         approval_pools = tuple(sorted({status.approval_pool for status in statuses}))
         misplaced = tuple(r for r in residents if r.pool not in approval_pools)
         if misplaced:
-            pool, county, attributed = _attribution(roster_by_pool, registrations)
+            pool, county, attributed = _attribution(enrolled, registrations)
             found[(HARDSHIP_WRONG_PLACE, year, "")] = Finding(
                 pool, county, tuple(s.event_id for s in statuses) + tuple(r.event_id for r in misplaced),
                 membership=attributed, registrations=misplaced, approval_pools=approval_pools,
@@ -273,11 +309,10 @@ def covering_payment(payments: list[Payment], owed: int | None) -> Payment | Non
 
 
 def _attribution(
-    roster_by_pool: dict[str, list[Membership]], registrations: list[Registration]
+    memberships: list[Membership], registrations: list[Registration]
 ) -> tuple[str, str, Membership | None]:
     """Pool and county for alerts without a pool discriminator: the student's latest roster entry,
     else the earliest registration involved."""
-    memberships = [m for members in roster_by_pool.values() for m in members]
     if memberships:
         latest = max(memberships, key=latest_membership)
         return latest.pool, latest.school_region, latest
@@ -294,7 +329,9 @@ def _evidence(records: tuple[str, ...], cause: Cause) -> tuple[str, ...]:
     return ordered if cause.event_id in ordered else (*ordered, cause.event_id)
 
 
-def _open_record(person_key: str, state: PersonState, key: AlertKey, finding: Finding, cause: Cause) -> AlertRecord:
+def _open_record(
+    person_key: str, state: PersonState, key: AlertKey, finding: Finding, cause: Cause, as_of: int
+) -> AlertRecord:
     kind, year, discriminator = key
     membership = finding.membership
     return AlertRecord(
@@ -304,7 +341,7 @@ def _open_record(person_key: str, state: PersonState, key: AlertKey, finding: Fi
         person_key=person_key,
         coverage_year=year,
         pool=finding.pool,
-        as_of=cause.at,
+        as_of=as_of,
         severity=SEVERITY[kind],
         evidence=_evidence(finding.evidence, cause),
         details=AlertDetails(
@@ -331,7 +368,7 @@ def _open_record(person_key: str, state: PersonState, key: AlertKey, finding: Fi
 
 
 def _resolved_record(
-    person_key: str, state: PersonState, key: AlertKey, opened: OpenAlert, cause: Cause
+    person_key: str, state: PersonState, key: AlertKey, opened: OpenAlert, cause: Cause, as_of: int
 ) -> AlertRecord:
     kind, year, discriminator = key
     return AlertRecord(
@@ -341,7 +378,7 @@ def _resolved_record(
         person_key=person_key,
         coverage_year=year,
         pool=opened.pool,
-        as_of=cause.at,
+        as_of=as_of,
         severity=SEVERITY[kind],
         evidence=(cause.event_id,),
         details=AlertDetails(
