@@ -294,10 +294,15 @@ def replay(
             tally.add(alert)
 
         result = run_replay(files, policies, emit, until=until, on_coverage=coverage.write if coverage else None)
-    mode = "archived log, order kept" if result.mode == "log" else "connector outputs, merged by occurred_at"
+    mode = "archived log, order kept" if result.mode == "log" else "connector outputs, merged by version time"
     click.echo(f"replayed {result.events} events and {result.ticks} ticks ({mode}) for {result.persons} persons")
     if result.skipped_after_until:
         click.echo(f"{result.skipped_after_until} events after --until were not replayed")
+    if result.overflow:
+        click.echo(
+            f"{result.overflow} events did not fit their person's state (too many records or versions for one "
+            "person, or an over-long field): those persons' alerts may be incomplete"
+        )
     click.echo(f"alerts: {out}")
     click.echo(tally.render())
 
@@ -487,7 +492,7 @@ def report(
 
     From a replay of EVENT_FILES (connector outputs or an archived log) when given, else from the
     sink's history in PostgreSQL (ENROLLBRIDGE_PG_DSN)."""
-    from enrollbridge.report import build_report, report_times, write_html, write_pdf, write_xlsx
+    from enrollbridge.report import build_report, write_html, write_pdf, write_xlsx
     from schemas.models import AlertRecord, CoverageRecord
     from schemas.times import parse_date
     from streams.core.policy import load_policies
@@ -504,8 +509,9 @@ def report(
 
         alerts: list[AlertRecord] = []
         coverage: list[CoverageRecord] = []
-        until, _, _ = report_times(policy, as_of_date)
-        run_replay(event_files, load_policies(policy_file), alerts.append, until=until, on_coverage=coverage.append)
+        # Every record, also those recorded after the report date: figures count by business time, as
+        # the sink's history does.
+        run_replay(event_files, load_policies(policy_file), alerts.append, on_coverage=coverage.append)
     else:
         from enrollbridge.history import SinkHistory
 

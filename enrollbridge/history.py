@@ -40,14 +40,16 @@ class SinkHistory:
         self.close()
 
     def history(self, pool: str, coverage_year: int) -> tuple[list[CoverageRecord], list[AlertRecord]]:
-        """Every coverage and alert record of a pool and year, in the order they were written."""
+        """Every coverage record of a pool and year, and every record of the alerts that were in the pool
+        at some point (an alert follows the student between pools), in the order they were written."""
         where = {"pool": pool, "year": coverage_year}
         coverage = self.connection.execute(
             "SELECT record FROM coverage_transition WHERE pool = %(pool)s AND coverage_year = %(year)s "
             "ORDER BY source_partition, source_offset", where,
         ).fetchall()  # fmt: skip
         alerts = self.connection.execute(
-            "SELECT record FROM alert_transition WHERE pool = %(pool)s AND coverage_year = %(year)s "
+            "SELECT record FROM alert_transition WHERE coverage_year = %(year)s AND alert_id IN "
+            "(SELECT alert_id FROM alert_transition WHERE pool = %(pool)s AND coverage_year = %(year)s) "
             "ORDER BY source_partition, source_offset", where,
         ).fetchall()  # fmt: skip
         self.connection.commit()

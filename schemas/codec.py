@@ -61,7 +61,12 @@ def _log_reader_schema() -> Any:
 
 
 def _avro_datum(record: Record) -> dict[str, Any]:
-    return record.model_dump()
+    datum = record.model_dump()
+    # fastavro takes a tuple in a union as (branch name, value): a ClockTick's ``incomplete`` (null or
+    # an array) goes as a list.
+    if isinstance(datum.get("incomplete"), tuple):
+        datum["incomplete"] = list(datum["incomplete"])
+    return datum
 
 
 def encode_avro(record: Record) -> bytes:

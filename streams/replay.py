@@ -1,18 +1,19 @@
 """Offline replay (SPEC section 7): event files in, alert records out, through the same engine.
 
 Two kinds of input:
-- connector outputs (no ticks): merged in a stable order -- (occurred_at, ticks before events,
-  source, file content digest, position in file) -- so the result does not depend on how the
-  files are named or listed; ticks are inserted at 00:00 China Standard Time after each policy
-  checkpoint and at ``--until``. Large inputs are sorted externally in bounded memory.
+- connector outputs (no ticks): merged in a stable order -- version time (``recorded_at``, else
+  ``occurred_at``), then event type (hardship, roster, registration, payment), then ``event_id`` --
+  that depends on the events alone, never on how the files are named, listed, ordered or formatted;
+  ticks are inserted at 00:00 China Standard Time after each policy checkpoint (before events at or
+  after their time) and at ``--until``. Large inputs are sorted externally in bounded memory.
 - an archived log (the input contains ticks): replayed in the order given, as the live worker saw it.
 """
 
 from __future__ import annotations
 
-import hashlib
 import heapq
 import os
+import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -25,7 +26,7 @@ from tqdm import tqdm
 
 from infra.errors import InputError
 from schemas.codec import container_holds, container_metadata, event_from_json, read_event_container, to_json_line
-from schemas.models import AlertRecord, ClockTick, CoverageRecord, LogEvent
+from schemas.models import AlertRecord, ClockTick, CoverageRecord, LogEvent, SourceEvent
 from schemas.times import parse_instant
 from streams.core.clock import make_tick
 from streams.core.engine import Engine, MemoryStore
@@ -80,15 +81,11 @@ def _event_from_line(path: Path, number: int, line: bytes) -> LogEvent:
         raise InputError(f"{path}:{number}: field type: {error}") from None
 
 
-def _digest(path: Path) -> str:
-    sha = hashlib.sha256()
-    with path.open("rb") as raw:
-        for block in iter(lambda: raw.read(1 << 20), b""):
-            sha.update(block)
-    return sha.hexdigest()
-
-
-SortKey = tuple[int, int, int, int]
+# (version time, type rank, event_id, the line itself, file rank, line number): the first three are
+# the merge order; identical event ids are the same record, so the line decides only between copies,
+# and the file and line (kept to name a bad line) never decide anything.
+SortKey = tuple[int, int, bytes, bytes, int, int]
+_EVENT_ID = re.compile(r"[0-9a-f]{32}")
 
 
 class _ExternalSort:
@@ -107,8 +104,8 @@ class _ExternalSort:
     def _spill(self) -> None:
         self.buffer.sort(key=lambda item: item[0])
         run = tempfile.TemporaryFile(prefix="enrollbridge-sort-")  # noqa: SIM115 -- closed after the merge
-        for key, line in self.buffer:
-            run.write(b"%d %d %d %d\t" % key + line + b"\n")
+        for (version_time, rank, event_id, _, file_rank, number), line in self.buffer:
+            run.write(b"%d %d %s %d %d\t" % (version_time, rank, event_id, file_rank, number) + line + b"\n")
         run.seek(0)
         self.runs.append(run)
         self.buffer = []
@@ -118,23 +115,24 @@ class _ExternalSort:
         if not self.runs:
             self.buffer.sort(key=lambda item: item[0])
             for key, line in self.buffer:
-                yield key[2], key[3], line
+                yield key[4], key[5], line
             return
         if self.buffer:
             self._spill()
         try:
             for row in heapq.merge(*self.runs, key=_run_key):
                 prefix, line = row.split(b"\t", 1)
-                _, _, file_rank, number = prefix.split()
+                _, _, _, file_rank, number = prefix.split()
                 yield int(file_rank), int(number), line.rstrip(b"\n")
         finally:
             for run in self.runs:
                 run.close()
 
 
-def _run_key(line: bytes) -> SortKey:
-    a, b, c, d = line.split(b"\t", 1)[0].split()
-    return int(a), int(b), int(c), int(d)
+def _run_key(row: bytes) -> SortKey:
+    prefix, line = row.split(b"\t", 1)
+    version_time, rank, event_id, file_rank, number = prefix.split()
+    return int(version_time), int(rank), event_id, line, int(file_rank), int(number)
 
 
 @dataclass
@@ -146,6 +144,10 @@ class ReplayResult:
     alerts: int = 0
     persons: int = 0
     files: list[str] = field(default_factory=list)
+    overflow: int = 0  # events that did not fit their person's state (streams.core.state bounds)
+
+    def count_overflow(self, _event: SourceEvent) -> None:
+        self.overflow += 1
 
 
 class MergedLog:
@@ -157,8 +159,7 @@ class MergedLog:
     def __init__(self, paths: Sequence[Path], progress: bool | None = None) -> None:
         if not paths:
             raise InputError("no event files given")
-        # Files are taken in the order of their content, so naming or listing them differently changes nothing.
-        self.files = sorted(paths, key=lambda p: (_digest(p), str(p)))
+        self.files = list(paths)  # their order only names a bad line; the merge order is the events' own
         self.has_ticks = False
         self.first: int | None = None
         self.last: int | None = None
@@ -168,13 +169,13 @@ class MergedLog:
         with _bar(sum(os.path.getsize(p) for p in paths), "reading", progress) as bar:
             for file_rank, path in enumerate(self.files):
                 done = 0
-                for number, type_name, occurred_at, line in _scan(path):
+                for number, type_name, version_time, event_id, line in _scan(path):
                     if type_name == "ClockTick":
                         self.has_ticks = True
                         continue
-                    self._sorter.add((occurred_at, TYPE_RANK[type_name], file_rank, number), line)
-                    self.first = occurred_at if self.first is None else min(self.first, occurred_at)
-                    self.last = occurred_at if self.last is None else max(self.last, occurred_at)
+                    self._sorter.add((version_time, TYPE_RANK[type_name], event_id, line, file_rank, number), line)
+                    self.first = version_time if self.first is None else min(self.first, version_time)
+                    self.last = version_time if self.last is None else max(self.last, version_time)
                     self.count += 1
                     done += len(line) + 1
                     if number % 4096 == 0:
@@ -201,18 +202,18 @@ class MergedLog:
         return sorted(times)
 
     def stream(self, tick_times: list[int], until: int | None = None) -> Iterator[LogEvent]:
-        """Events in merge order with ticks inserted before events at or after their time; events after
-        ``until`` are left out (and counted)."""
+        """Events in merge order with ticks inserted before events whose version time is at or after
+        theirs; events recorded after ``until`` are left out (and counted)."""
         self.skipped_after_until = 0
         ticks = iter(tick_times)
         next_tick = next(ticks, None)
         for file_rank, number, line in self._sorter.sorted_lines():
             event = _event_from_line(self.files[file_rank], number, line)
-            occurred_at = event.occurred_at
-            while next_tick is not None and next_tick <= occurred_at:
+            version_time = event.occurred_at if isinstance(event, ClockTick) else event.version_time
+            while next_tick is not None and next_tick <= version_time:
                 yield make_tick(next_tick)
                 next_tick = next(ticks, None)
-            if until is not None and occurred_at > until:
+            if until is not None and version_time > until:
                 self.skipped_after_until += 1
                 continue
             yield event
@@ -238,7 +239,7 @@ def replay(
         return _replay_log(paths, policies, on_alert, until, progress, on_coverage)
     result = ReplayResult("merged", files=[str(f) for f in merged.files])
     store = MemoryStore()
-    engine = Engine(policies, store, on_coverage)
+    engine = Engine(policies, store, on_coverage, result.count_overflow)
     with tqdm(unit=" events", desc="replaying", disable=None if progress is None else not progress, leave=False) as bar:
         for event in merged.stream(merged.tick_times(policies, until), until):
             if isinstance(event, ClockTick):
@@ -276,8 +277,8 @@ def _bar(total: int, what: str, progress: bool | None) -> tqdm:  # type: ignore[
     )
 
 
-def _scan(path: Path) -> Iterator[tuple[int, str, int, bytes]]:
-    """(line, type, occurred_at, canonical line) of each event, read cheaply for sorting.
+def _scan(path: Path) -> Iterator[tuple[int, str, int, bytes, bytes]]:
+    """(line, type, version time, event_id, line) of each event, read cheaply for sorting.
 
     JSON lines are kept as read; they are validated in full when replayed, with their file and line.
     """
@@ -285,7 +286,8 @@ def _scan(path: Path) -> Iterator[tuple[int, str, int, bytes]]:
         is_avro = raw.read(4) == AVRO_MAGIC
     if is_avro:
         for number, event in read_events(path):
-            yield number, event.schema_name, event.occurred_at, to_json_line(event)
+            version_time = event.occurred_at if isinstance(event, ClockTick) else event.version_time
+            yield number, event.schema_name, version_time, event.event_id.encode(), to_json_line(event)
         return
     with path.open("rb") as raw:
         for number, line in enumerate(raw, start=1):
@@ -294,12 +296,18 @@ def _scan(path: Path) -> Iterator[tuple[int, str, int, bytes]]:
                 continue
             try:
                 obj = orjson.loads(line)
-                type_name, occurred_at = obj["type"], parse_instant(obj["occurred_at"])
+                type_name, event_id = obj["type"], obj["event_id"]
+                recorded_at = obj.get("recorded_at")
+                version_time = parse_instant(obj["occurred_at"] if recorded_at is None else recorded_at)
                 TYPE_RANK[type_name]
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+                if not _EVENT_ID.fullmatch(event_id):
+                    raise ValueError(event_id)
+            except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
                 _event_from_line(path, number, line)  # raises the precise error
-                raise InputError(f"{path}:{number}: not an event: needs a known type and occurred_at") from None
-            yield number, type_name, occurred_at, line
+                raise InputError(
+                    f"{path}:{number}: not an event: needs event_id, a known type and occurred_at"
+                ) from None
+            yield number, type_name, version_time, event_id.encode(), line
 
 
 def _run(engine: Engine, event: LogEvent, result: ReplayResult, on_alert: Callable[[AlertRecord], None]) -> None:
@@ -345,7 +353,7 @@ def replay_partition(
     worker that owned the partition did. With ``until``, stops at the first tick after it and ticks there."""
     result = result or ReplayResult("log")
     store = MemoryStore()
-    engine = Engine(policies, store, on_coverage)
+    engine = Engine(policies, store, on_coverage, result.count_overflow)
     stopped = False
     for path in files:
         for _, event in read_events(path):

@@ -37,6 +37,8 @@ def roster(
     region: str = "450202",
     school_type: str = "PRIMARY",
     student_ref: str | None = None,
+    school_name: str | None = None,
+    recorded: str | None = None,
 ) -> RosterChange:
     return new_event(
         RosterChange,
@@ -44,11 +46,17 @@ def roster(
         occurred_at=at(when),
         masked_id="450202********0011",
         school_code=school,
+        school_name=school_name,
         school_type=school_type,
         school_region=region,
         action=action,
         student_ref=student_ref or f"{person}-{school}",
+        recorded_at=_recorded(recorded),
     )
+
+
+def _recorded(recorded: str | None) -> int | None:
+    return None if recorded is None else at(recorded)
 
 
 def registration(
@@ -59,6 +67,7 @@ def registration(
     insurance: str = "RESIDENT",
     year: int = 2024,
     action: str = "REGISTERED",
+    recorded: str | None = None,
 ) -> RegistrationChange:
     return new_event(
         RegistrationChange,
@@ -70,11 +79,19 @@ def registration(
         coverage_year=year,
         action=action,
         enrollment_ref=ref,
+        recorded_at=_recorded(recorded),
     )
 
 
 def payment(
-    person: str, when: str, ref: str, fen: int = 38000, region: str = "450202", year: int = 2024, action: str = "PAID"
+    person: str,
+    when: str,
+    ref: str,
+    fen: int = 38000,
+    region: str = "450202",
+    year: int = 2024,
+    action: str = "PAID",
+    recorded: str | None = None,
 ) -> PaymentChange:
     return new_event(
         PaymentChange,
@@ -86,6 +103,7 @@ def payment(
         region=region,
         action=action,
         payment_ref=ref,
+        recorded_at=_recorded(recorded),
     )
 
 
@@ -98,6 +116,7 @@ def hardship(
     action: str = "CERTIFIED",
     valid_from: str = "2023-01-01",
     valid_to: str | None = None,
+    recorded: str | None = None,
 ) -> HardshipStatusChange:
     return new_event(
         HardshipStatusChange,
@@ -110,11 +129,12 @@ def hardship(
         valid_from=valid_from,
         valid_to=valid_to,
         status_ref=ref,
+        recorded_at=_recorded(recorded),
     )
 
 
-def tick(when: str) -> ClockTick:
-    return make_tick(at(when))
+def tick(when: str, incomplete: tuple[str, ...] = ()) -> ClockTick:
+    return make_tick(at(when), incomplete)
 
 
 class Season:

@@ -13,7 +13,7 @@ from streams.core.engine import Engine, MemoryStore
 from streams.core.policy import load_policies
 from tests.cli import enrollbridge
 from tests.live import Season
-from tests.support import hardship, key_of, payment, registration, roster, tick
+from tests.support import at, hardship, key_of, payment, registration, roster, tick
 
 
 def _feed(*events: object) -> list[CoverageRecord]:
@@ -41,6 +41,29 @@ def test_a_student_goes_from_on_roster_to_registered_to_covered_to_left() -> Non
     assert {(r.person_key, r.coverage_year, r.pool, r.county, r.school_code, r.school_type) for r in written} == {
         (key_of("ann"), 2024, "450200", "450202", "S7", "JUNIOR_SECONDARY")
     }
+
+
+def test_a_coverage_record_names_the_school_of_the_latest_roster_entry() -> None:
+    written = _feed(
+        roster("ann", "2023-09-01T08:00", school="S7", school_name="柳州市第七中学"),
+        roster("ann", "2023-10-01T08:00", school="S8", school_name="柳州市第八中学"),
+    )
+    assert [(r.school_code, r.school_name) for r in written] == [("S7", "柳州市第七中学"), ("S8", "柳州市第八中学")]
+
+
+def test_a_late_record_corrects_the_statuses_after_its_own_time() -> None:
+    """The registration arrives after the payment that followed it: the student counts as registered
+    from the registration's time and covered from the payment's, not from when they were delivered."""
+    written = _feed(
+        roster("bea", "2023-09-01T08:00"),
+        payment("bea", "2023-09-08T08:00", "PJ-1"),
+        registration("bea", "2023-09-05T08:00", "CB-1"),
+    )
+    assert [(r.as_of, r.registered, r.covered) for r in written] == [
+        (at("2023-09-01T08:00"), False, False),
+        (at("2023-09-05T08:00"), True, False),
+        (at("2023-09-08T08:00"), True, True),
+    ]
 
 
 def test_employee_insurance_and_full_subsidy_cover_without_a_payment() -> None:

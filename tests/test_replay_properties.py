@@ -133,14 +133,23 @@ def test_delivering_any_record_again_changes_nothing(events: list[SourceEvent], 
 @settings(settings.get_profile("replay"))
 @given(seasons)
 def test_an_alert_never_resolves_before_it_opens(events: list[SourceEvent]) -> None:
+    """... and is written OPEN again only when it moves to another pool, county or school."""
     with tempfile.TemporaryDirectory() as folder:
         _, alerts = run(events, Path(folder))
-    statuses: dict[str, list[str]] = defaultdict(list)
+    records: dict[str, list[AlertRecord]] = defaultdict(list)
     for alert in alerts:
-        statuses[alert.alert_id].append(alert.status)
-    for sequence in statuses.values():
-        assert sequence[0] == "OPEN"
-        assert all(a != b for a, b in itertools.pairwise(sequence)), sequence
+        records[alert.alert_id].append(alert)
+    for sequence in records.values():
+        assert sequence[0].status == "OPEN"
+        for before, after in itertools.pairwise(sequence):
+            assert before.status == "OPEN" or after.status == "OPEN", "resolved twice"
+            if before.status == after.status == "OPEN":
+                assert _filed_under(before) != _filed_under(after), "written OPEN again, still filed in the same place"
+
+
+def _filed_under(alert: AlertRecord) -> tuple[str | None, ...]:
+    d = alert.details
+    return alert.pool, d.county, d.school_code, d.school_type, d.student_ref, d.school_name
 
 
 def _covered(person: str, events: list[SourceEvent]) -> bool:

@@ -291,12 +291,94 @@ def test_a_correction_with_the_same_reference_and_action_replaces_the_record() -
     assert season.feed(payment("oli", "2023-09-06T09:00", "P1", fen=76000)) == []
 
 
-def test_a_same_time_correction_is_not_undone_by_redelivering_the_original() -> None:
+def test_equal_version_times_the_greater_event_id_wins_whatever_the_order() -> None:
+    double, single = payment("oli", "2023-09-06T08:00", "P1", fen=76000), payment("oli", "2023-09-06T08:00", "P1")
+    winner = max((double, single), key=lambda e: e.event_id)
+    for first, second in ((double, single), (single, double)):
+        season = Season()
+        season.feed(registration("oli", "2023-09-05T08:00", "E1"), first, second, first, second)
+        assert ("OVERPAID" in season.open_kinds("oli")) == (winner is double)
+
+
+def test_a_backdated_correction_applies_and_removes_a_false_waiting_period() -> None:
+    """The tax bureau corrects a mistyped date backwards: same payment_ref, earlier occurred_at, later recorded_at."""
+    mistyped = payment("pam", "2024-01-05T10:00", "P1")
+    corrected = payment("pam", "2023-12-30T10:00", "P1", recorded="2024-01-07T09:00")
     season = Season()
-    season.feed(registration("oli", "2023-09-05T08:00", "E1"))
-    assert transitions(season.feed(payment("oli", "2023-09-06T08:00", "P1", fen=76000))) == [("OVERPAID", "OPEN")]
-    assert transitions(season.feed(payment("oli", "2023-09-06T08:00", "P1", fen=38000))) == [("OVERPAID", "RESOLVED")]
-    assert season.feed(payment("oli", "2023-09-06T08:00", "P1", fen=76000)) == []
+    season.feed(roster("pam", "2023-09-01T08:00"), registration("pam", "2023-09-05T08:00", "E1"))
+    season.feed(tick(FIRST_CHECKPOINT_TICK))
+    assert transitions(season.feed(mistyped)) == [("UNPAID", "RESOLVED"), ("WAITING_PERIOD", "OPEN")]
+    assert transitions(season.feed(corrected)) == [("WAITING_PERIOD", "RESOLVED")]
+    assert season.feed(mistyped) == []  # the record it corrected, delivered again, changes nothing
+    # Delivered the other way round, the mistyped record loses and no waiting period ever opens.
+    reverse = Season()
+    reverse.feed(roster("pam", "2023-09-01T08:00"), registration("pam", "2023-09-05T08:00", "E1"))
+    reverse.feed(tick(FIRST_CHECKPOINT_TICK))
+    assert transitions(reverse.feed(corrected, mistyped)) == [("UNPAID", "RESOLVED")]
+
+
+def test_a_record_that_loses_changes_nothing_whenever_it_arrives() -> None:
+    season = Season()
+    season.feed(roster("pat", "2023-09-01T08:00"), tick(FIRST_CHECKPOINT_TICK))
+    season.feed(registration("pat", "2023-10-05T08:00", "E1", action="CANCELLED", recorded="2023-10-06T08:00"))
+    # The registration it cancels arrives afterwards: an earlier version, so the student stays unenrolled.
+    assert season.feed(registration("pat", "2023-10-02T08:00", "E1")) == []
+    assert season.open_kinds("pat") == {"UNENROLLED": "450200"}
+
+
+def test_a_duplicate_found_before_the_roster_entry_is_refiled_under_the_students_school() -> None:
+    season = Season()
+    season.feed(registration("que", "2023-09-05T08:00", "E1", region="450102"))  # Nanning: no policy here
+    [found] = season.feed(registration("que", "2023-09-06T08:00", "E2", region="450205"))
+    assert (found.kind, found.pool, found.details.county, found.details.school_code) == (
+        "DUPLICATE_ENROLLMENT", "450100", "450102", None,
+    )  # fmt: skip
+    [refiled] = season.feed(
+        roster("que", "2023-09-10T08:00", region="450203", school="S9", school_name="柳州市第九中学")
+    )
+    assert (refiled.alert_id, refiled.kind, refiled.status) == (found.alert_id, "DUPLICATE_ENROLLMENT", "OPEN")
+    assert (refiled.pool, refiled.details.county, refiled.details.school_code, refiled.details.school_name) == (
+        "450200", "450203", "S9", "柳州市第九中学",
+    )  # fmt: skip
+    # Other details change (a third registration joins the duplicate): not written again.
+    assert season.feed(registration("que", "2023-09-12T08:00", "E3", region="450202")) == []
+    # The resolution is filed where the alert is.
+    season.feed(registration("que", "2023-09-20T08:00", "E2", region="450205", action="CANCELLED"))
+    [resolved] = season.feed(registration("que", "2023-09-21T08:00", "E3", region="450202", action="CANCELLED"))
+    assert (resolved.status, resolved.pool, resolved.details.county, resolved.details.school_name) == (
+        "RESOLVED", "450200", "450203", "柳州市第九中学",
+    )  # fmt: skip
+
+
+def test_an_open_alert_follows_a_student_who_transfers_school() -> None:
+    season = Season()
+    season.feed(roster("rae", "2023-09-01T08:00", school="S1", school_name="一小"), tick(FIRST_CHECKPOINT_TICK))
+    transfer = [
+        roster("rae", "2023-10-10T08:00", school="S1", action="LEFT", school_name="一小"),
+        roster("rae", "2023-10-10T09:00", school="S2", region="450204", school_name="二小"),
+    ]
+    # Leaving S1 alone ends the student's roster in the pool; joining S2 opens the alert there again.
+    assert transitions(season.feed(*transfer)) == [("UNENROLLED", "RESOLVED"), ("UNENROLLED", "OPEN")]
+    # On two rosters of the pool, the latest entry is the one the alert is filed under.
+    season = Season()
+    season.feed(roster("sam", "2023-09-01T08:00", school="S1", school_name="一小"), tick(FIRST_CHECKPOINT_TICK))
+    [moved] = season.feed(roster("sam", "2023-10-10T09:00", school="S2", region="450204", school_name="二小"))
+    assert (moved.kind, moved.status, moved.pool, moved.details.county, moved.details.school_code) == (
+        "UNENROLLED", "OPEN", "450200", "450204", "S2",
+    )  # fmt: skip
+    assert moved.details.school_name == "二小"
+
+
+def test_alerts_opened_by_a_tick_name_the_sources_it_did_not_have() -> None:
+    season = Season()
+    season.feed(roster("tom", "2023-09-01T08:00"), roster("uma", "2023-09-01T08:00"))
+    opened = season.feed(tick(FIRST_CHECKPOINT_TICK, incomplete=("tax", "insurance")))
+    assert [(a.kind, a.details.incomplete_sources) for a in opened] == [("UNENROLLED", ("insurance", "tax"))] * 2
+    season.feed(registration("tom", "2023-10-02T08:00", "E1"))  # UNPAID, opened by an event: nothing to say
+    assert [a.details.incomplete_sources for a in season.alerts[2:]] == [(), ()]
+    complete = Season()
+    complete.feed(roster("tom", "2023-09-01T08:00"))
+    assert [a.details.incomplete_sources for a in complete.feed(tick(FIRST_CHECKPOINT_TICK))] == [()]
 
 
 def test_an_older_record_for_a_reference_does_not_replace_a_newer_one() -> None:

@@ -8,7 +8,8 @@ from schemas.models import ClockTick
 
 def make_tick(at: int, incomplete: tuple[str, ...] = ()) -> ClockTick:
     """The tick for an instant; its content id makes the same instant the same tick everywhere.
-    ``incomplete``: the gating sources still below their watermark at ``at`` (left out when none)."""
+    ``incomplete``: the gating sources whose watermark was below ``at`` (streams.core.watermarks);
+    a complete tick leaves the field out, so it is the same tick as before the field existed."""
     return new_event(ClockTick, occurred_at=at, incomplete=tuple(sorted(incomplete)) or None)
 
 

@@ -1,9 +1,15 @@
 """Coverage status of roster students: the facts behind the coverage figures (students on rosters,
 registered, covered, per pool, county, school and school type and coverage year).
 
-A pure function of the person's state, like the alerts, but independent of time: only a person's
-own records change it. The engine compares it before and after each event and writes a
-CoverageRecord for each status that changed.
+A pure function of the person's state, like the alerts, but independent of the clock: only a
+person's own records change it. Figures as of a date count by business time (SPEC section 4), so a
+record's ``as_of`` is the business time from which its status holds, and a record that arrives out
+of business-time order (a late delivery, an earlier version of a lifecycle) also corrects the
+statuses after its own time. The engine takes the status timeline before and after each event, from
+the event's ``occurred_at`` on, and writes a CoverageRecord wherever a reader who keeps, per person,
+the last record written with ``as_of`` at or before a date would otherwise see the wrong status at
+that date. Delivered in business-time order, that is one record per status that changed, at the
+event's own time.
 """
 
 from __future__ import annotations
@@ -25,6 +31,11 @@ class CoverageStatus(NamedTuple):
     school_type: str
     registered: bool
     covered: bool
+    school_name: str | None
+
+
+# The statuses at ``start`` and at every later business time where they can change.
+Timeline = list[tuple[int, dict[CoverageKey, CoverageStatus]]]
 
 
 def coverage_of(state: PersonState, policies: PolicyBook) -> dict[CoverageKey, CoverageStatus]:
@@ -46,8 +57,9 @@ def coverage_of(state: PersonState, policies: PolicyBook) -> dict[CoverageKey, C
                     net_by_pool[payment.pool] = net_by_pool.get(payment.pool, 0) + payment.net_fen
             covered = is_covered(registrations, net_by_pool, _expected(policies, year, categories))
             statuses[(year, pool)] = CoverageStatus(
-                membership.school_region, membership.school_code, membership.school_type, bool(registrations), covered
-            )
+                membership.school_region, membership.school_code, membership.school_type, bool(registrations), covered,
+                membership.school_name,
+            )  # fmt: skip
     return statuses
 
 
@@ -55,24 +67,46 @@ def _expected(policies: PolicyBook, year: int, categories: tuple[str, ...]) -> C
     return lambda pool: policies.expected_fen(pool, year, categories)
 
 
+def coverage_timeline(state: PersonState, policies: PolicyBook, start: int) -> Timeline:
+    """The person's statuses as of ``start`` and as of each later business time at which they can change."""
+    return [(moment, coverage_of(state.at(moment), policies)) for moment in state.times_from(start)]
+
+
 def coverage_changes(
-    person_key: str,
-    before: dict[CoverageKey, CoverageStatus],
-    after: dict[CoverageKey, CoverageStatus],
-    cause: Cause,
+    person_key: str, before: Timeline, state: PersonState, policies: PolicyBook, cause: Cause
 ) -> list[CoverageRecord]:
-    """A record for every status that appeared, changed or ended (left the roster), in key order."""
+    """The records that bring a reader from the timeline ``before`` an event to the state after it, in
+    key order, each key's in business-time order."""
+    after = [coverage_of(state.at(moment), policies) for moment, _ in before]
+    keys: set[CoverageKey] = set()
+    for (_, old), new in zip(before, after, strict=True):
+        keys.update(old, new)
     records = []
-    for key in sorted(before.keys() | after.keys()):
-        old, new = before.get(key), after.get(key)
-        if old == new:
-            continue
-        status = new or old
-        assert status is not None
-        record = CoverageRecord(
-            person_key=person_key, coverage_year=key[0], pool=key[1], county=status.county,
-            school_code=status.school_code, school_type=status.school_type, on_roster=new is not None,
-            registered=status.registered, covered=status.covered, as_of=cause.at, cause=cause.event_id,
-        )  # fmt: skip
-        records.append(record)
+    for key in sorted(keys):
+        shown: CoverageStatus | None = None
+        written = False
+        for (moment, old), new in zip(before, after, strict=True):
+            seen = shown if written else old.get(key)  # what a reader sees at ``moment`` without a new record
+            status = new.get(key)
+            if status == seen:
+                continue
+            last = status or seen
+            assert last is not None
+            records.append(
+                CoverageRecord(
+                    person_key=person_key,
+                    coverage_year=key[0],
+                    pool=key[1],
+                    county=last.county,
+                    school_code=last.school_code,
+                    school_type=last.school_type,
+                    on_roster=status is not None,
+                    registered=last.registered,
+                    covered=last.covered,
+                    as_of=moment,
+                    cause=cause.event_id,
+                    school_name=last.school_name,
+                )
+            )
+            shown, written = status, True
     return records

@@ -13,10 +13,10 @@ from typing import Protocol
 
 from schemas.models import AlertRecord, ClockTick, CoverageRecord, LogEvent, PaymentChange, SourceEvent
 from schemas.regions import pool_of
-from streams.core.coverage import coverage_changes, coverage_of
+from streams.core.coverage import coverage_changes, coverage_timeline
 from streams.core.policy import PolicyBook
 from streams.core.rules import Cause, evaluate
-from streams.core.state import PersonState
+from streams.core.state import Change, PersonState
 
 
 class PartitionStore(Protocol):
@@ -88,12 +88,15 @@ class Engine:
         policies: PolicyBook,
         store: PartitionStore,
         on_coverage: Callable[[CoverageRecord], None] | None = None,
+        on_overflow: Callable[[SourceEvent], None] | None = None,
     ) -> None:
         """``on_coverage``, when given, receives a CoverageRecord for each roster student's coverage
-        status that an event changed (the figures' source); without it none is computed."""
+        status that an event changed (the figures' source); without it none is computed.
+        ``on_overflow`` receives each event that did not fit its person's state (streams.core.state)."""
         self.policies = policies
         self.store = store
         self.on_coverage = on_coverage
+        self.on_overflow = on_overflow
         self.now = store.load_now()
 
     def process(self, event: LogEvent) -> list[AlertRecord]:
@@ -103,18 +106,24 @@ class Engine:
         return self._person_event(event)
 
     def _person_event(self, event: SourceEvent) -> list[AlertRecord]:
-        known = self.store.get(event.person_key)
-        state = known or PersonState(masked_id=event.masked_id)
-        before = coverage_of(state, self.policies) if self.on_coverage and known else {}
-        if not state.apply(event):
+        state = self.store.get(event.person_key) or PersonState(masked_id=event.masked_id)
+        before = coverage_timeline(state, self.policies, event.occurred_at) if self.on_coverage else []
+        overflow = state.overflow
+        change = state.apply(event)
+        if state.overflow != overflow:
+            self.store.put(event.person_key, state)
+            if self.on_overflow:
+                self.on_overflow(event)
+        if change is Change.NONE:
             return []
         cause = Cause(event.event_id, event.occurred_at)
-        alerts = evaluate(event.person_key, state, self.now, self.policies, cause)
+        # Only a slot's current record matters to the rules; an earlier version changes past figures.
+        alerts = evaluate(event.person_key, state, self.now, self.policies, cause) if change is Change.CURRENT else []
         self.store.put(event.person_key, state)
         if self.on_coverage:
-            for record in coverage_changes(event.person_key, before, coverage_of(state, self.policies), cause):
+            for record in coverage_changes(event.person_key, before, state, self.policies, cause):
                 self.on_coverage(record)
-        if isinstance(event, PaymentChange) and event.action == "PAID":
+        if change is Change.CURRENT and isinstance(event, PaymentChange) and event.action == "PAID":
             due = event.occurred_at + self.policies.grace_ms(pool_of(event.region), event.coverage_year)
             if self.now is None or due > self.now:
                 self.store.add_due(due, event.person_key)
@@ -125,7 +134,7 @@ class Engine:
             return []  # a repeated or late tick: time never goes back
         before, self.now = self.now, tick.occurred_at
         self.store.save_now(self.now)
-        cause = Cause(tick.event_id, tick.occurred_at)
+        cause = Cause(tick.event_id, tick.occurred_at, tuple(sorted(tick.incomplete or ())))
         alerts: list[AlertRecord] = []
         passed_pools = {p.pool for p in self.policies.first_checkpoints_passed_between(before, self.now)}
         if passed_pools:

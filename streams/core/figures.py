@@ -1,10 +1,13 @@
 """Coverage and alert figures of one pool and coverage year, folded from the engine's output.
 
 The input is what the engine writes -- coverage status changes and alert transitions -- in emission
-order, from a replay, from the topics or from the sink's history. ``until`` keeps only records whose
-``as_of`` is at or before it, which is the state at that moment in event time (the replay emits in
-event-time order; a live log's late records count at their own time). The report, the dashboard
-and the tests all compute figures here, so they cannot disagree.
+order (per person), from a replay, from the topics or from the sink's history. Figures as of a date
+count by business time (SPEC section 4): ``until`` keeps, per person or alert, the last record
+written whose ``as_of`` is at or before it. The engine writes coverage records so that this is the
+status as of ``until`` whatever order the agencies delivered in (streams.core.coverage). An alert
+counts where its latest record by ``until`` puts it (its pool and county follow the student), so
+records of every pool are taken and the pool is applied last. The report, the dashboard and the
+tests all compute figures here, so they cannot disagree.
 """
 
 from __future__ import annotations
@@ -42,21 +45,23 @@ class Figures:
     coverage_year: int
     until: int | None = None
     coverage: dict[str, CoverageRecord] = field(default_factory=dict)  # person_key -> latest status
-    alerts: dict[str, AlertRecord] = field(default_factory=dict)  # alert_id -> latest transition
-    opened: dict[str, AlertRecord] = field(default_factory=dict)  # alert_id -> first OPEN (found)
+    history: dict[str, list[AlertRecord]] = field(default_factory=dict)  # alert_id -> its records, any pool
 
     def add_coverage(self, record: CoverageRecord) -> None:
-        if self._counts(record.pool, record.coverage_year, record.as_of):
+        if record.pool == self.pool and self._counts(record.coverage_year, record.as_of):
             self.coverage[record.person_key] = record
 
     def add_alert(self, record: AlertRecord) -> None:
-        if self._counts(record.pool, record.coverage_year, record.as_of):
-            self.alerts[record.alert_id] = record
-            if record.status == "OPEN":
-                self.opened.setdefault(record.alert_id, record)
+        if self._counts(record.coverage_year, record.as_of):
+            self.history.setdefault(record.alert_id, []).append(record)
 
-    def _counts(self, pool: str, year: int, as_of: int) -> bool:
-        return pool == self.pool and year == self.coverage_year and (self.until is None or as_of <= self.until)
+    def _counts(self, year: int, as_of: int) -> bool:
+        return year == self.coverage_year and (self.until is None or as_of <= self.until)
+
+    @property
+    def alerts(self) -> dict[str, AlertRecord]:
+        """alert_id -> latest transition, of the alerts that transition attributes to this pool."""
+        return {alert_id: records[-1] for alert_id, records in self.history.items() if records[-1].pool == self.pool}
 
     def total(self) -> CoverageCounts:
         counts = CoverageCounts()
@@ -79,17 +84,37 @@ class Figures:
         )
 
     def found(self, kind: str, county: str | None = None) -> int:
-        """Alerts of a kind opened at some point (by ``until``)."""
-        return sum(1 for a in self.opened.values() if a.kind == kind and county in (None, a.details.county))
+        """Alerts of a kind open at some time by ``until``, counted where they are attributed now."""
+        return sum(1 for alert in self._found(kind, county))
 
     def cleaned(self, kind: str, county: str | None = None) -> int:
         """Alerts of a kind found and now resolved."""
-        return sum(
-            1
-            for alert_id, first in self.opened.items()
-            if first.kind == kind and county in (None, first.details.county)
-            and self.alerts[alert_id].status == "RESOLVED"
-        )  # fmt: skip
+        return sum(1 for alert in self._found(kind, county) if alert.status == "RESOLVED")
+
+    def _found(self, kind: str, county: str | None) -> Iterable[AlertRecord]:
+        for records in self.history.values():
+            alert = records[-1]
+            if (
+                alert.kind == kind
+                and alert.pool == self.pool
+                and county in (None, alert.details.county)
+                and was_open(records)
+            ):
+                yield alert
+
+
+def was_open(records: list[AlertRecord]) -> bool:
+    """Whether an alert was open at some business time, from its records in writing order.
+
+    At time T an alert is what the last record written with ``as_of`` at or before T says. A record
+    says something at its own time unless a record written after it has an ``as_of`` at or before
+    its own: a late record that, in business time, resolved it before it opened (it never was open)."""
+    earliest_later: int | None = None
+    for record in reversed(records):
+        if record.status == "OPEN" and (earliest_later is None or record.as_of < earliest_later):
+            return True
+        earliest_later = record.as_of if earliest_later is None else min(earliest_later, record.as_of)
+    return False
 
 
 def fold(

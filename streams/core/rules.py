@@ -32,14 +32,15 @@ SEVERITY = {
     PAID_UNREGISTERED: "HIGH",
     WAITING_PERIOD: "INFO",
 }
-NEVER_RESOLVES = frozenset({WAITING_PERIOD})
 
 
 class Cause(NamedTuple):
-    """The event or tick being processed: its id and its time (the alert's ``as_of``)."""
+    """The event or tick being processed: its id, its time (the alert's ``as_of``) and, for a tick, the
+    gating sources that were not complete up to its time (sorted)."""
 
     event_id: str
     at: int
+    incomplete: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +58,16 @@ class Finding:
     payment_refs: tuple[str, ...] = ()
     approval_pools: tuple[str, ...] = ()
 
+    def attribution(self) -> OpenAlert:
+        """Who must act on the alert: its pool, county and school."""
+        membership = self.membership
+        if membership is None:
+            return OpenAlert(self.pool, self.county, None, None, None, None)
+        return OpenAlert(
+            self.pool, self.county, membership.school_code, membership.school_type, membership.student_ref,
+            membership.school_name,
+        )  # fmt: skip
+
 
 def alert_id(kind: str, person_key: str, coverage_year: int, discriminator: str) -> str:
     return hashlib.sha256(f"{kind}|{person_key}|{coverage_year}|{discriminator}".encode()).hexdigest()
@@ -69,27 +80,56 @@ def evaluate(
 
     ``now`` is the time of the latest tick (None before the first): rules that wait for time
     compare against it, never against the wall clock.
+
+    A transition's ``as_of`` is the business time it took effect: the cause's time, unless the
+    person's records already hold versions that happened later (they were delivered first: the
+    roster before the registrations, an agency ahead of another). Then the rules are also read as of
+    each later business time of those records, and a transition takes effect from the point after
+    which it holds to the end; an alert that stays open is written as filed at that point and again
+    wherever it moved since. Figures as of any date then count it where it was.
     """
     found = derive(state, now, policies)
-    resolved = sorted(
-        (key for key in state.open_alerts if key not in found and key[0] not in NEVER_RESOLVES), key=_order
+    resolved = sorted((key for key in state.open_alerts if key not in found), key=_order)
+    # Opened, or still open with another attribution (the student moved, or their roster entry came).
+    opened = sorted(
+        (key for key, finding in found.items() if state.open_alerts.get(key) != finding.attribution()), key=_order
     )
-    opened = sorted((key for key in found if key not in state.open_alerts), key=_order)
+    if not resolved and not opened:
+        return []
+    timeline = [(cause.at, found)]
+    in_order = state.at(cause.at) is state
+    if not in_order:
+        timeline = [(moment, derive(state.at(moment), now, policies)) for moment in state.times_from(cause.at)]
     records = []
     for key in resolved:
-        records.append(_resolved_record(person_key, state, key, state.open_alerts.pop(key), cause))
+        ended = _from(timeline, key, holds=False)
+        filed = state.open_alerts.pop(key)
+        if not in_order:  # filed where the student was just before it ended, not where they went since
+            just_before = derive(state.at(ended - 1), now, policies).get(key)
+            filed = just_before.attribution() if just_before else filed
+        records.append(_resolved_record(person_key, state, key, filed, cause, ended))
     for key in opened:
-        finding = found[key]
-        membership = finding.membership
-        state.open_alerts[key] = OpenAlert(
-            finding.pool,
-            finding.county,
-            membership.school_code if membership else None,
-            membership.school_type if membership else None,
-            membership.student_ref if membership else None,
-        )
-        records.append(_open_record(person_key, state, key, finding, cause))
+        state.open_alerts[key] = found[key].attribution()
+        shown: OpenAlert | None = None
+        since = _from(timeline, key, holds=True)
+        for moment, findings in timeline:
+            if moment < since:
+                continue
+            finding = findings[key]
+            if finding.attribution() != shown:
+                shown = finding.attribution()
+                records.append(_open_record(person_key, state, key, finding, cause, moment))
     return records
+
+
+def _from(timeline: list[tuple[int, dict[AlertKey, Finding]]], key: AlertKey, holds: bool) -> int:
+    """The first business time of the timeline from which ``key`` is found (or not) to its end."""
+    start = timeline[0][0]
+    for moment, findings in reversed(timeline):
+        if (key in findings) != holds:
+            break
+        start = moment
+    return start
 
 
 def derive(state: PersonState, now: int | None, policies: PolicyBook) -> dict[AlertKey, Finding]:
@@ -151,6 +191,7 @@ def _derive_year(
         return policies.expected_fen(pool, year, categories)
 
     covered = is_covered(registrations, net_by_pool, expected)
+    enrolled = [m for members in roster_by_pool.values() for m in members]
 
     # Students on a roster of a pool whose first checkpoint has passed: enrolled, and covered?
     if now is not None and (not registrations or not covered):
@@ -178,7 +219,7 @@ def _derive_year(
                 )
 
     if len(registrations) >= 2:
-        pool, county, attributed = _attribution(roster_by_pool, registrations)
+        pool, county, attributed = _attribution(enrolled, registrations)
         found[(DUPLICATE_ENROLLMENT, year, "")] = Finding(
             pool, county, tuple(r.event_id for r in registrations), membership=attributed,
             registrations=tuple(registrations),
@@ -188,7 +229,7 @@ def _derive_year(
         approval_pools = tuple(sorted({status.approval_pool for status in statuses}))
         misplaced = tuple(r for r in residents if r.pool not in approval_pools)
         if misplaced:
-            pool, county, attributed = _attribution(roster_by_pool, registrations)
+            pool, county, attributed = _attribution(enrolled, registrations)
             found[(HARDSHIP_WRONG_PLACE, year, "")] = Finding(
                 pool, county, tuple(s.event_id for s in statuses) + tuple(r.event_id for r in misplaced),
                 membership=attributed, registrations=misplaced, approval_pools=approval_pools,
@@ -213,7 +254,7 @@ def _derive_year(
                 )  # fmt: skip
         if statuses or employee or owed is None:
             continue
-        late = _late_covering_payment(payments, owed)
+        late = covering_payment(payments, owed)
         policy = policies.get(pool, year)
         covering = next((r for r in residents if r.pool == pool), None)
         if late is not None and late.paid and policy and covering and late.paid.occurred_at > policy.collection_end_at:
@@ -242,26 +283,36 @@ def latest_membership(membership: Membership) -> tuple[int, str, str]:
     return membership.occurred_at, membership.school_code, membership.student_ref
 
 
-def _late_covering_payment(payments: list[Payment], owed: int | None) -> Payment | None:
-    """The payment (in time order) that brought the net amount paid up to what is owed."""
+def covering_payment(payments: list[Payment], owed: int | None) -> Payment | None:
+    """The payment that last brought the net amount paid up to what is owed, in business time: its
+    payments and refunds taken in ``occurred_at`` order. A refund after it never undoes it (a
+    waiting period records that coverage began then); a correction of the records can."""
     if owed is None or owed <= 0:
         return None
-    total = 0
-    for payment in payments:
-        if payment.paid is None or payment.net_fen <= 0:
-            continue
-        total += payment.net_fen
-        if total >= owed:
-            return payment
-    return None
+    parts = [(p.paid.occurred_at, 0, p.payment_ref, p) for p in payments if p.paid]
+    parts.extend((p.refunded.occurred_at, 1, p.payment_ref, p) for p in payments if p.refunded)
+    parts.sort(key=lambda part: part[:3])
+    paid: dict[str, int] = {}
+    refunded: dict[str, int] = {}
+    net, covering = 0, None
+    for _, is_refund, ref, payment in parts:
+        before = max(0, paid.get(ref, 0) - refunded.get(ref, 0))
+        if is_refund:
+            refunded[ref] = payment.refunded.amount_fen if payment.refunded else 0
+        else:
+            paid[ref] = payment.paid.amount_fen if payment.paid else 0
+        after = max(0, paid.get(ref, 0) - refunded.get(ref, 0))
+        if not is_refund and net < owed <= net - before + after:
+            covering = payment
+        net += after - before
+    return covering
 
 
 def _attribution(
-    roster_by_pool: dict[str, list[Membership]], registrations: list[Registration]
+    memberships: list[Membership], registrations: list[Registration]
 ) -> tuple[str, str, Membership | None]:
     """Pool and county for alerts without a pool discriminator: the student's latest roster entry,
     else the earliest registration involved."""
-    memberships = [m for members in roster_by_pool.values() for m in members]
     if memberships:
         latest = max(memberships, key=latest_membership)
         return latest.pool, latest.school_region, latest
@@ -278,7 +329,9 @@ def _evidence(records: tuple[str, ...], cause: Cause) -> tuple[str, ...]:
     return ordered if cause.event_id in ordered else (*ordered, cause.event_id)
 
 
-def _open_record(person_key: str, state: PersonState, key: AlertKey, finding: Finding, cause: Cause) -> AlertRecord:
+def _open_record(
+    person_key: str, state: PersonState, key: AlertKey, finding: Finding, cause: Cause, as_of: int
+) -> AlertRecord:
     kind, year, discriminator = key
     membership = finding.membership
     return AlertRecord(
@@ -288,7 +341,7 @@ def _open_record(person_key: str, state: PersonState, key: AlertKey, finding: Fi
         person_key=person_key,
         coverage_year=year,
         pool=finding.pool,
-        as_of=cause.at,
+        as_of=as_of,
         severity=SEVERITY[kind],
         evidence=_evidence(finding.evidence, cause),
         details=AlertDetails(
@@ -308,12 +361,14 @@ def _open_record(person_key: str, state: PersonState, key: AlertKey, finding: Fi
             ),
             payment_refs=finding.payment_refs,
             approval_pools=finding.approval_pools,
+            school_name=membership.school_name if membership else None,
+            incomplete_sources=cause.incomplete,
         ),
     )
 
 
 def _resolved_record(
-    person_key: str, state: PersonState, key: AlertKey, opened: OpenAlert, cause: Cause
+    person_key: str, state: PersonState, key: AlertKey, opened: OpenAlert, cause: Cause, as_of: int
 ) -> AlertRecord:
     kind, year, discriminator = key
     return AlertRecord(
@@ -323,7 +378,7 @@ def _resolved_record(
         person_key=person_key,
         coverage_year=year,
         pool=opened.pool,
-        as_of=cause.at,
+        as_of=as_of,
         severity=SEVERITY[kind],
         evidence=(cause.event_id,),
         details=AlertDetails(
@@ -332,5 +387,6 @@ def _resolved_record(
             school_code=opened.school_code,
             school_type=opened.school_type,
             student_ref=opened.student_ref,
+            school_name=opened.school_name,
         ),
     )

@@ -1,20 +1,34 @@
 """Per-person state: what the agencies currently say about one person, keyed by their references.
 
-Every slot holds the latest record for one agency reference (SPEC section 3, re-delivery):
-a record replaces the slot's record when it is not older (by ``occurred_at``); a record already
-seen (the slot's own or one it replaced) changes nothing, so re-delivery is harmless wherever it
-happens in the log. State grows only with the person's own records.
+Every *slot* is one agency reference (SPEC section 3, versions and re-delivery): a roster entry
+(school, student_ref), a registration (enrollment_ref), a payment's PAID side and its REFUNDED side
+(payment_ref) and a hardship status (status_ref). Of the records delivered for a slot, the one with
+the latest version time (``recorded_at``, else ``occurred_at``; equal times: the greater
+``event_id``) is the slot's *current* record, which the rules read.
+
+A slot also keeps the earlier versions that were in force at some business time: a version stays
+while no later version has an ``occurred_at`` at or before its own (a registration and its
+cancellation both stay; a corrected record and the record it corrects, both at the same time or the
+correction backdated, keep only the correction). So the state knows, for any business time T, which
+version of each slot applied at T (``at``) -- what figures "as of T" count -- and all of it is a pure
+function of the *set* of records delivered: the order of delivery changes nothing, and a record
+delivered again, or one that a later version already overrides, changes nothing.
+
+The state is bounded whatever the input (a person's state is one message on the table's changelog,
+and a Kafka broker accepts 1 MiB by default): at most ``MAX_RECORDS`` records per person,
+``MAX_VERSIONS`` per slot and ``MAX_TEXT`` characters of text per record. What does not fit is left
+out and counted (``overflow``); the engine reports it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from enum import Enum
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 import orjson
 
 from schemas.models import (
-    HardshipStatusChange,
     PaymentChange,
     RegistrationChange,
     RosterChange,
@@ -23,17 +37,26 @@ from schemas.models import (
 from schemas.regions import pool_of
 from schemas.times import year_bounds
 
+# Bounds of one person's state. A student over a dozen coverage years holds a few dozen records;
+# the largest state these allow dumps well under 1 MiB (tested with every field at its limit).
+MAX_RECORDS = 256  # records kept per person, current and earlier versions together
+MAX_VERSIONS = 8  # versions in force kept per slot (the current one and up to 7 earlier ones)
+MAX_TEXT = 256  # characters of text per record (codes, references, school name)
+MAX_MASKED_ID = 32  # a masked identity number is 18 characters
+
 
 class Membership(NamedTuple):
-    """A roster entry (school, student_ref) as last reported."""
+    """A roster entry (school, student_ref) as one version reports it."""
 
     event_id: str
     occurred_at: int
+    version_time: int
     enrolled: bool
     school_code: str
     student_ref: str
     school_type: str
     school_region: str
+    school_name: str | None
 
     @property
     def pool(self) -> str:
@@ -41,10 +64,11 @@ class Membership(NamedTuple):
 
 
 class Registration(NamedTuple):
-    """An enrollment registration (enrollment_ref) as last reported."""
+    """An enrollment registration (enrollment_ref) as one version reports it."""
 
     event_id: str
     occurred_at: int
+    version_time: int
     active: bool
     enrollment_ref: str
     insurance_type: str
@@ -57,13 +81,15 @@ class Registration(NamedTuple):
 
 
 class PaymentPart(NamedTuple):
-    """One side (PAID or REFUNDED) of a payment reference."""
+    """One side (PAID or REFUNDED) of a payment reference, as one version reports it."""
 
     event_id: str
     occurred_at: int
+    version_time: int
     amount_fen: int
     region: str
     coverage_year: int
+    purpose: str | None  # None is CONTRIBUTION
 
 
 class Payment(NamedTuple):
@@ -99,10 +125,11 @@ class Payment(NamedTuple):
 
 
 class HardshipStatus(NamedTuple):
-    """A hardship status (status_ref) as last reported."""
+    """A hardship status (status_ref) as one version reports it."""
 
     event_id: str
     occurred_at: int
+    version_time: int
     certified: bool
     status_ref: str
     category: str
@@ -121,16 +148,75 @@ class HardshipStatus(NamedTuple):
 
 
 class OpenAlert(NamedTuple):
-    """What a RESOLVED record repeats from its OPEN record."""
+    """An open alert's attribution as its latest OPEN record showed it: what a RESOLVED record repeats,
+    and what tells whether the alert must be written again because the student moved (SPEC section 6)."""
 
     pool: str
     county: str
     school_code: str | None
     school_type: str | None
     student_ref: str | None
+    school_name: str | None = None
 
+
+class Version(Protocol):
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def occurred_at(self) -> int: ...
+
+    @property
+    def version_time(self) -> int: ...
+
+
+V = TypeVar("V", Membership, Registration, PaymentPart, HardshipStatus)
 
 AlertKey = tuple[str, int, str]  # (kind, coverage_year, discriminator)
+# A slot: its kind and the agency's reference(s). Kinds: R roster, E registration, P paid side,
+# Q refunded side, H hardship (one letter each: the keys are stored with every earlier version).
+SlotKey = tuple[str, ...]
+
+
+class Change(Enum):
+    """What one record did to a person's state."""
+
+    NONE = "none"  # re-delivered, or overridden by a version already known: nothing changed
+    HISTORY = "history"  # an earlier version in business time: figures as of past dates change, rules do not
+    CURRENT = "current"  # a slot's current record changed: the rules evaluate again
+
+
+def _key(version: Version) -> tuple[int, str]:
+    return version.version_time, version.event_id
+
+
+def _occurred(version: Version) -> int:
+    return version.occurred_at
+
+
+def in_force(versions: tuple[V, ...], record: V) -> tuple[V, ...] | None:
+    """The versions of a slot in force once ``record`` is known (ascending ``occurred_at``, which is also
+    ascending version), or None when it changes nothing: it is known already, or a later version
+    applies from its ``occurred_at`` or earlier. A version stays in force until a later version
+    applies from its own ``occurred_at`` or earlier."""
+    key = _key(record)
+    kept: list[V] = []
+    for version in versions:
+        if version.event_id == record.event_id:
+            return None
+        later = _key(version) > key
+        if later and version.occurred_at <= record.occurred_at:
+            return None
+        if not later and version.occurred_at >= record.occurred_at:
+            continue  # overridden by the record from the time it applies
+        kept.append(version)
+    kept.append(record)
+    kept.sort(key=_occurred)
+    return tuple(kept)
+
+
+def _text_length(*texts: str | None) -> int:
+    return sum(len(text) for text in texts if text)
 
 
 @dataclass(slots=True)
@@ -140,66 +226,140 @@ class PersonState:
     registrations: dict[str, Registration] = field(default_factory=dict)
     payments: dict[str, Payment] = field(default_factory=dict)
     hardship: dict[str, HardshipStatus] = field(default_factory=dict)
-    superseded: set[str] = field(default_factory=set)
+    earlier: dict[SlotKey, tuple[Any, ...]] = field(default_factory=dict)  # earlier versions still in force
     open_alerts: dict[AlertKey, OpenAlert] = field(default_factory=dict)
+    overflow: int = 0  # records, or earlier versions, that did not fit (MAX_RECORDS, MAX_VERSIONS, MAX_TEXT)
+    records: int = 0  # records held (current and earlier): kept up to date, not stored
 
-    def apply(self, event: SourceEvent) -> bool:
-        """Fold one source event into the state; False when it changes nothing (re-delivery, stale)."""
-        if event.event_id in self.superseded:
-            return False
+    def __post_init__(self) -> None:
+        self.masked_id = self.masked_id[:MAX_MASKED_ID]
+
+    def apply(self, event: SourceEvent) -> Change:
+        """Fold one source event into the state."""
         if isinstance(event, RosterChange):
-            return self._apply_roster(event)
+            membership = Membership(
+                event.event_id, event.occurred_at, event.version_time, event.action == "ENROLLED", event.school_code,
+                event.student_ref, event.school_type, event.school_region, event.school_name,
+            )  # fmt: skip
+            text = _text_length(event.school_code, event.student_ref, event.school_name)
+            return self._place(
+                self.roster, (event.school_code, event.student_ref), ("R", *membership[4:6]), membership, text
+            )
         if isinstance(event, RegistrationChange):
-            return self._apply_registration(event)
+            registration = Registration(
+                event.event_id, event.occurred_at, event.version_time, event.action == "REGISTERED",
+                event.enrollment_ref, event.insurance_type, event.region, event.coverage_year,
+            )  # fmt: skip
+            text = _text_length(event.enrollment_ref)
+            return self._place(
+                self.registrations, event.enrollment_ref, ("E", event.enrollment_ref), registration, text
+            )
         if isinstance(event, PaymentChange):
             return self._apply_payment(event)
-        return self._apply_hardship(event)
-
-    def _replaces(self, current: Any, event: SourceEvent) -> bool:
-        """Whether the event takes the place of the slot's current record (and remember what it replaced)."""
-        if current is None:
-            return True
-        if current.event_id == event.event_id or event.occurred_at < current.occurred_at:
-            return False
-        self.superseded.add(current.event_id)
-        return True
-
-    def _apply_roster(self, event: RosterChange) -> bool:
-        key = (event.school_code, event.student_ref)
-        if not self._replaces(self.roster.get(key), event):
-            return False
-        self.roster[key] = Membership(
-            event.event_id, event.occurred_at, event.action == "ENROLLED", event.school_code, event.student_ref,
-            event.school_type, event.school_region,
+        status = HardshipStatus(
+            event.event_id, event.occurred_at, event.version_time, event.action == "CERTIFIED", event.status_ref,
+            event.category, event.approval_region, event.valid_from, event.valid_to,
         )  # fmt: skip
-        return True
+        return self._place(
+            self.hardship, event.status_ref, ("H", event.status_ref), status, _text_length(event.status_ref)
+        )
 
-    def _apply_registration(self, event: RegistrationChange) -> bool:
-        if not self._replaces(self.registrations.get(event.enrollment_ref), event):
-            return False
-        self.registrations[event.enrollment_ref] = Registration(
-            event.event_id, event.occurred_at, event.action == "REGISTERED", event.enrollment_ref,
-            event.insurance_type, event.region, event.coverage_year,
+    def _apply_payment(self, event: PaymentChange) -> Change:
+        part = PaymentPart(
+            event.event_id, event.occurred_at, event.version_time, event.amount_fen, event.region,
+            event.coverage_year, event.purpose,
         )  # fmt: skip
-        return True
+        ref, is_paid = event.payment_ref, event.action == "PAID"
+        payment = self.payments.get(ref) or Payment(ref, None, None)
+        sides: dict[str, PaymentPart] = {}
+        side = payment.paid if is_paid else payment.refunded
+        if side is not None:
+            sides[ref] = side
+        change = self._place(sides, ref, ("P" if is_paid else "Q", ref), part, _text_length(ref))
+        if change is Change.CURRENT:
+            current = sides[ref]
+            self.payments[ref] = payment._replace(paid=current) if is_paid else payment._replace(refunded=current)
+        return change
 
-    def _apply_payment(self, event: PaymentChange) -> bool:
-        payment = self.payments.get(event.payment_ref) or Payment(event.payment_ref, None, None)
-        is_paid = event.action == "PAID"
-        if not self._replaces(payment.paid if is_paid else payment.refunded, event):
-            return False
-        part = PaymentPart(event.event_id, event.occurred_at, event.amount_fen, event.region, event.coverage_year)
-        self.payments[event.payment_ref] = payment._replace(paid=part) if is_paid else payment._replace(refunded=part)
-        return True
+    def _place(self, slots: dict[Any, V], key: Any, slot: SlotKey, record: V, text: int) -> Change:
+        """Put one record in its slot by the version rule, within the bounds."""
+        current = slots.get(key)
+        versions: tuple[V, ...] = (*self.earlier.get(slot, ()), current) if current is not None else ()
+        if text > MAX_TEXT:
+            self.overflow += 1
+            return Change.NONE
+        placed = in_force(versions, record)
+        if placed is None:
+            return Change.NONE
+        room = MAX_RECORDS - (self.records - len(versions))  # what this slot may hold
+        if len(placed) > min(room, MAX_VERSIONS):
+            # The oldest versions go first: the current record always stays (when it fits at all).
+            placed = placed[len(placed) - min(room, MAX_VERSIONS) :]
+            self.overflow += 1
+            if not placed or record not in placed:
+                return Change.NONE
+        self.records += len(placed) - len(versions)
+        if len(placed) > 1:
+            self.earlier[slot] = placed[:-1]
+        else:
+            self.earlier.pop(slot, None)
+        if placed[-1] is current:
+            return Change.HISTORY
+        slots[key] = placed[-1]
+        return Change.CURRENT
 
-    def _apply_hardship(self, event: HardshipStatusChange) -> bool:
-        if not self._replaces(self.hardship.get(event.status_ref), event):
-            return False
-        self.hardship[event.status_ref] = HardshipStatus(
-            event.event_id, event.occurred_at, event.action == "CERTIFIED", event.status_ref, event.category,
-            event.approval_region, event.valid_from, event.valid_to,
-        )  # fmt: skip
-        return True
+    # -- business time -------------------------------------------------------------------------
+
+    def times_from(self, start: int) -> list[int]:
+        """``start`` and every later ``occurred_at`` of a version held: where the state as of a business
+        time can change."""
+        found = {start}
+        for versions in self._all_versions():
+            found.update(v.occurred_at for v in versions if v.occurred_at > start)
+        return sorted(found)
+
+    def at(self, moment: int) -> PersonState:
+        """The state as of business time ``moment``: for each slot, the version in force then (none if
+        its first version happened later). Open alerts are not part of it."""
+        if all(v.occurred_at <= moment for versions in self._current() for v in versions):
+            return self
+        view = PersonState(self.masked_id)
+        for key, membership in self.roster.items():
+            if (enrolment := self._as_of(("R", *key), membership, moment)) is not None:
+                view.roster[key] = enrolment
+        for ref, registration in self.registrations.items():
+            if (registered := self._as_of(("E", ref), registration, moment)) is not None:
+                view.registrations[ref] = registered
+        for ref, payment in self.payments.items():
+            paid = self._as_of(("P", ref), payment.paid, moment)
+            refunded = self._as_of(("Q", ref), payment.refunded, moment)
+            if paid is not None or refunded is not None:
+                view.payments[ref] = Payment(ref, paid, refunded)
+        for ref, status in self.hardship.items():
+            if (certified := self._as_of(("H", ref), status, moment)) is not None:
+                view.hardship[ref] = certified
+        return view
+
+    def _as_of(self, slot: SlotKey, current: V | None, moment: int) -> V | None:
+        if current is None or current.occurred_at <= moment:
+            return current
+        found = None
+        for version in self.earlier.get(slot, ()):
+            if version.occurred_at > moment:
+                break
+            found = version
+        return found
+
+    def _current(self) -> list[tuple[Version, ...]]:
+        found: list[tuple[Version, ...]] = [tuple(self.roster.values()), tuple(self.registrations.values())]
+        found.append(tuple(p for payment in self.payments.values() for p in (payment.paid, payment.refunded) if p))
+        found.append(tuple(self.hardship.values()))
+        return found
+
+    def _all_versions(self) -> list[tuple[Version, ...]]:
+        return [*self._current(), *self.earlier.values()]
+
+    # -- views the rules use ---------------------------------------------------------------------
 
     def years(self) -> set[int]:
         """Coverage years the person's own records or open alerts mention."""
@@ -215,7 +375,13 @@ class PersonState:
 # -- storage form ----------------------------------------------------------------------------------
 # A state is stored as one compact JSON array (the Faust table's value): slots as arrays of their
 # fields, in insertion order, so loading it back gives the same state (and the same iteration order).
-_FORMAT = 1
+# Format 2 (versions): every record carries its version time; earlier versions in force are kept
+# per slot; the overflow count. Format 1 (before versions) is still read: its records' version time
+# is their occurred_at, and its list of replaced ids is no longer needed.
+_FORMAT = 2
+_SLOT_TYPES: dict[str, type[Any]] = {
+    "R": Membership, "E": Registration, "P": PaymentPart, "Q": PaymentPart, "H": HardshipStatus
+}  # fmt: skip
 
 
 def dump_state(state: PersonState) -> bytes:
@@ -227,8 +393,9 @@ def dump_state(state: PersonState) -> bytes:
             list(state.registrations.values()),
             [[p.payment_ref, p.paid, p.refunded] for p in state.payments.values()],
             list(state.hardship.values()),
-            sorted(state.superseded),
+            [[list(slot), list(versions)] for slot, versions in state.earlier.items()],
             [[*key, *opened] for key, opened in state.open_alerts.items()],
+            state.overflow,
         ],
         option=orjson.OPT_PASSTHROUGH_SUBCLASS,
         default=list,
@@ -236,10 +403,13 @@ def dump_state(state: PersonState) -> bytes:
 
 
 def load_state(data: bytes) -> PersonState:
-    fmt, masked_id, roster, registrations, payments, hardship, superseded, open_alerts = orjson.loads(data)
-    if fmt != _FORMAT:
-        raise ValueError(f"person state format {fmt} is not {_FORMAT}")
-    state = PersonState(masked_id)
+    stored = orjson.loads(data)
+    if stored[0] == 1:
+        return _load_format_1(stored)
+    if stored[0] != _FORMAT:
+        raise ValueError(f"person state format {stored[0]} is not one of 1, {_FORMAT}")
+    _, masked_id, roster, registrations, payments, hardship, earlier, open_alerts, overflow = stored
+    state = PersonState(masked_id, overflow=overflow)
     for fields in roster:
         membership = Membership(*fields)
         state.roster[(membership.school_code, membership.student_ref)] = membership
@@ -253,7 +423,40 @@ def load_state(data: bytes) -> PersonState:
     for fields in hardship:
         status = HardshipStatus(*fields)
         state.hardship[status.status_ref] = status
-    state.superseded = set(superseded)
+    for slot, versions in earlier:
+        record_type = _SLOT_TYPES[slot[0]]
+        state.earlier[tuple(slot)] = tuple(record_type(*fields) for fields in versions)
     for kind, year, discriminator, *opened in open_alerts:
         state.open_alerts[(kind, year, discriminator)] = OpenAlert(*opened)
+    state.records = sum(len(versions) for versions in state._all_versions())
+    return state
+
+
+def _load_format_1(stored: list[Any]) -> PersonState:
+    """A state written before versions: version time = occurred_at, no school name, no purpose."""
+    _, masked_id, roster, registrations, payments, hardship, _superseded, open_alerts = stored
+    state = PersonState(masked_id)
+    for event_id, occurred_at, enrolled, school_code, student_ref, school_type, school_region in roster:
+        membership = Membership(
+            event_id, occurred_at, occurred_at, enrolled, school_code, student_ref, school_type, school_region, None
+        )
+        state.roster[(membership.school_code, membership.student_ref)] = membership
+    for event_id, occurred_at, *rest in registrations:
+        registration = Registration(event_id, occurred_at, occurred_at, *rest)
+        state.registrations[registration.enrollment_ref] = registration
+
+    def part(fields: list[Any] | None) -> PaymentPart | None:
+        if not fields:
+            return None
+        event_id, occurred_at, amount_fen, region, coverage_year = fields
+        return PaymentPart(event_id, occurred_at, occurred_at, amount_fen, region, coverage_year, None)
+
+    for ref, paid, refunded in payments:
+        state.payments[ref] = Payment(ref, part(paid), part(refunded))
+    for event_id, occurred_at, *rest in hardship:
+        status = HardshipStatus(event_id, occurred_at, occurred_at, *rest)
+        state.hardship[status.status_ref] = status
+    for kind, year, discriminator, *opened in open_alerts:
+        state.open_alerts[(kind, year, discriminator)] = OpenAlert(*opened)
+    state.records = sum(len(versions) for versions in state._all_versions())
     return state
