@@ -350,6 +350,25 @@ def test_a_duplicate_found_before_the_roster_entry_is_refiled_under_the_students
     )  # fmt: skip
 
 
+def test_a_duplicate_cleaned_before_the_roster_entry_arrived_is_filed_again_under_the_school() -> None:
+    # The insurance bureau delivers first: the duplicate opens and is cleaned, filed under the registration.
+    season = Season()
+    season.feed(registration("ria", "2023-10-05T08:00", "E1", region="450102"))
+    [found] = season.feed(registration("ria", "2023-10-06T08:00", "E2", region="450205"))
+    [cleaned] = season.feed(registration("ria", "2023-10-09T08:00", "E1", region="450102", action="CANCELLED"))
+    assert (found.details.county, cleaned.status, cleaned.details.county) == ("450102", "RESOLVED", "450102")
+    # The roster, delivered later, says the student was at a Liuzhou school all along: the alert is written
+    # again where it belonged, at the business times it opened and ended, so a county's figures do not
+    # depend on which agency delivered first.
+    refiled = season.feed(roster("ria", "2023-09-01T08:00", region="450203", school="S9"))
+    assert [(r.alert_id, r.status, r.pool, r.details.county, r.details.school_code, r.as_of) for r in refiled] == [
+        (found.alert_id, "OPEN", "450200", "450203", "S9", found.as_of),
+        (found.alert_id, "RESOLVED", "450200", "450203", "S9", cleaned.as_of),
+    ]
+    # Nothing more to say when another record of the same person arrives.
+    assert season.feed(registration("ria", "2023-10-20T08:00", "E3", region="450203", action="CANCELLED")) == []
+
+
 def test_an_open_alert_follows_a_student_who_transfers_school() -> None:
     season = Season()
     season.feed(roster("rae", "2023-09-01T08:00", school="S1", school_name="一小"), tick(FIRST_CHECKPOINT_TICK))

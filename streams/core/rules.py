@@ -94,13 +94,13 @@ def evaluate(
     opened = sorted(
         (key for key, finding in found.items() if state.open_alerts.get(key) != finding.attribution()), key=_order
     )
-    if not resolved and not opened:
-        return []
-    timeline = [(cause.at, found)]
     in_order = state.at(cause.at) is state
+    records = [] if in_order else _refile_closed(person_key, state, found, now, policies, cause)
+    if not resolved and not opened:
+        return records
+    timeline = [(cause.at, found)]
     if not in_order:
         timeline = [(moment, derive(state.at(moment), now, policies)) for moment in state.times_from(cause.at)]
-    records = []
     for key in resolved:
         ended = _from(timeline, key, holds=False)
         filed = state.open_alerts.pop(key)
@@ -108,7 +108,9 @@ def evaluate(
             just_before = derive(state.at(ended - 1), now, policies).get(key)
             filed = just_before.attribution() if just_before else filed
         records.append(_resolved_record(person_key, state, key, filed, cause, ended))
+        state.closed_alerts[key] = (ended, filed)
     for key in opened:
+        state.closed_alerts.pop(key, None)
         state.open_alerts[key] = found[key].attribution()
         shown: OpenAlert | None = None
         since = _from(timeline, key, holds=True)
@@ -119,6 +121,42 @@ def evaluate(
             if finding.attribution() != shown:
                 shown = finding.attribution()
                 records.append(_open_record(person_key, state, key, finding, cause, moment))
+    return records
+
+
+def _refile_closed(
+    person_key: str,
+    state: PersonState,
+    found: dict[AlertKey, Finding],
+    now: int | None,
+    policies: PolicyBook,
+    cause: Cause,
+) -> list[AlertRecord]:
+    """Resolved alerts filed where the student was not, as records delivered late now show (the roster
+    entry came after the alert was resolved): written again, OPEN from when it held with the filing of
+    each stretch, then RESOLVED where it ended, at the same business times as before."""
+    records: list[AlertRecord] = []
+    for key in sorted(state.closed_alerts, key=_order):
+        ended, filed = state.closed_alerts[key]
+        if key in found:
+            continue  # open again: evaluate writes it
+        just_before = derive(state.at(ended - 1), now, policies).get(key)
+        if just_before is None or just_before.attribution() == filed:
+            continue
+        moments = [moment for moment in state.times_from(0) if moment < ended]
+        timeline = [(moment, derive(state.at(moment), now, policies)) for moment in moments]
+        since = _from(timeline, key, holds=True)
+        shown: OpenAlert | None = None
+        for moment, findings in timeline:
+            if moment < since:
+                continue
+            finding = findings[key]
+            if finding.attribution() != shown:
+                shown = finding.attribution()
+                records.append(_open_record(person_key, state, key, finding, cause, moment))
+        refiled = just_before.attribution()
+        records.append(_resolved_record(person_key, state, key, refiled, cause, ended))
+        state.closed_alerts[key] = (ended, refiled)
     return records
 
 

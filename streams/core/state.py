@@ -228,6 +228,10 @@ class PersonState:
     hardship: dict[str, HardshipStatus] = field(default_factory=dict)
     earlier: dict[SlotKey, tuple[Any, ...]] = field(default_factory=dict)  # earlier versions still in force
     open_alerts: dict[AlertKey, OpenAlert] = field(default_factory=dict)
+    # Resolved alerts: when they ended and where they were filed then. A record delivered late can
+    # change where the student was while the alert was open (their roster entry came after it was
+    # resolved): the alert is then filed again, so figures by county do not depend on delivery order.
+    closed_alerts: dict[AlertKey, tuple[int, OpenAlert]] = field(default_factory=dict)
     overflow: int = 0  # records, or earlier versions, that did not fit (MAX_RECORDS, MAX_VERSIONS, MAX_TEXT)
     records: int = 0  # records held (current and earlier): kept up to date, not stored
 
@@ -396,6 +400,7 @@ def dump_state(state: PersonState) -> bytes:
             [[list(slot), list(versions)] for slot, versions in state.earlier.items()],
             [[*key, *opened] for key, opened in state.open_alerts.items()],
             state.overflow,
+            [[*key, ended, *filed] for key, (ended, filed) in state.closed_alerts.items()],
         ],
         option=orjson.OPT_PASSTHROUGH_SUBCLASS,
         default=list,
@@ -408,7 +413,8 @@ def load_state(data: bytes) -> PersonState:
         return _load_format_1(stored)
     if stored[0] != _FORMAT:
         raise ValueError(f"person state format {stored[0]} is not one of 1, {_FORMAT}")
-    _, masked_id, roster, registrations, payments, hardship, earlier, open_alerts, overflow = stored
+    _, masked_id, roster, registrations, payments, hardship, earlier, open_alerts, overflow = stored[:9]
+    closed_alerts = stored[9] if len(stored) > 9 else []  # written before resolved alerts were kept: none
     state = PersonState(masked_id, overflow=overflow)
     for fields in roster:
         membership = Membership(*fields)
@@ -428,6 +434,8 @@ def load_state(data: bytes) -> PersonState:
         state.earlier[tuple(slot)] = tuple(record_type(*fields) for fields in versions)
     for kind, year, discriminator, *opened in open_alerts:
         state.open_alerts[(kind, year, discriminator)] = OpenAlert(*opened)
+    for kind, year, discriminator, ended, *filed in closed_alerts:
+        state.closed_alerts[(kind, year, discriminator)] = (ended, OpenAlert(*filed))
     state.records = sum(len(versions) for versions in state._all_versions())
     return state
 
