@@ -13,6 +13,7 @@ cannot take them, the answer is 503 and nothing is acknowledged; sending the bat
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import itertools
 import time
@@ -33,9 +34,11 @@ from infra.kafka import aiokafka_options, start_client
 from infra.settings import Settings
 from infra.topics import SOURCE_EVENT, Topics
 from schemas.codec import encode_message
-from schemas.models import FieldError
+from schemas.models import FieldError, SourceWatermark
+from schemas.times import format_instant, parse_instant
 
 MAX_RECORDS = 10_000
+LATENESS_PERIOD_SECONDS = 60.0
 
 
 def parse_tokens(text: str) -> dict[str, str]:
@@ -64,6 +67,7 @@ class HttpSource:
         self.topics = Topics(settings.topic_prefix)
         self.producer: AIOKafkaProducer | None = None
         self._requests = itertools.count(1)
+        self._lateness: asyncio.Task[None] | None = None
 
     def source_of(self, request: web.Request) -> str | None:
         """The agency the bearer token belongs to; every token is compared, in constant time each."""
@@ -74,7 +78,8 @@ class HttpSource:
                 found = source
         return found
 
-    async def records(self, request: web.Request) -> web.Response:
+    def _authorised(self, request: web.Request) -> str:
+        """The source of the path, when the request's token may push it (else 404, 401 or 403)."""
         source = request.match_info["source"]
         if source not in SOURCE_EVENT:
             raise web.HTTPNotFound(text=f"unknown source {source!r}\n")
@@ -83,6 +88,58 @@ class HttpSource:
             raise web.HTTPUnauthorized(text="missing or unknown bearer token\n", headers={"WWW-Authenticate": "Bearer"})
         if allowed != source:
             raise web.HTTPForbidden(text=f"this token may push {allowed} records only\n")
+        return source
+
+    async def watermarks(self, request: web.Request) -> web.Response:
+        """``POST /v1/watermarks/{source}`` with ``{"complete_through": ISO-TIME}``: the agency declares that
+        every record it has to send with a version time before that instant has been sent."""
+        source = self._authorised(request)
+        try:
+            body = orjson.loads(await asyncio.wait_for(request.read(), self.settings.http_read_timeout))
+        except (orjson.JSONDecodeError, TimeoutError):
+            raise web.HTTPBadRequest(text='expected {"complete_through": "2024-01-31T00:00:00+08:00"}\n') from None
+        text = body.get("complete_through") if isinstance(body, dict) else None
+        try:
+            complete_through = parse_instant(text) if isinstance(text, str) and len(text) <= 64 else None
+        except ValueError:
+            complete_through = None
+        if complete_through is None:
+            raise web.HTTPBadRequest(text="complete_through: not an ISO 8601 time (no offset = China Standard Time)\n")
+        declared = await self._declare(source, complete_through, "http: declared by the agency")
+        return web.json_response(
+            {"source": source, "complete_through": format_instant(declared.complete_through),
+             "declared_at": format_instant(declared.declared_at)}
+        )  # fmt: skip
+
+    async def _declare(
+        self, source: str, complete_through: int, origin: str, declared_at: int | None = None
+    ) -> SourceWatermark:
+        assert self.producer is not None
+        declared_at = int(time.time() * 1000) if declared_at is None else declared_at
+        watermark = SourceWatermark(
+            source=source, complete_through=complete_through, declared_at=declared_at, origin=origin
+        )
+        try:
+            await (await self.producer.send(self.topics.watermarks, encode_message(watermark), key=source.encode()))
+        except KafkaError as error:
+            raise web.HTTPServiceUnavailable(
+                text=f"watermark not stored ({type(error).__name__}); send it again\n"
+            ) from None
+        return watermark
+
+    async def _declare_with_lateness(self, lateness_ms: int) -> None:
+        """Declare every source with a token complete up to now minus the lateness, every minute: for feeds
+        that send as things happen and can be trusted to be at most that late."""
+        sources = sorted(set(self.tokens.values()))
+        while True:
+            for source in sources:
+                now = int(time.time() * 1000)
+                with contextlib.suppress(web.HTTPServiceUnavailable):  # Kafka away: declared again next time
+                    await self._declare(source, now - lateness_ms, "http: now minus lateness", now)
+            await asyncio.sleep(LATENESS_PERIOD_SECONDS)
+
+    async def records(self, request: web.Request) -> web.Response:
+        source = self._authorised(request)
         try:
             # A body that trickles in would hold a connection (and its memory) for as long as the sender likes.
             data = await asyncio.wait_for(request.read(), self.settings.http_read_timeout)
@@ -156,6 +213,7 @@ class HttpSource:
     def app(self) -> web.Application:
         app = web.Application(client_max_size=self.settings.http_max_bytes)
         app.router.add_post("/v1/records/{source}", self.records)
+        app.router.add_post("/v1/watermarks/{source}", self.watermarks)
         app.router.add_get("/health", self.health)
         app.on_startup.append(self._start)
         app.on_cleanup.append(self._stop)
@@ -164,7 +222,13 @@ class HttpSource:
     async def _start(self, _app: web.Application) -> None:
         self.producer = AIOKafkaProducer(**aiokafka_options(self.settings), acks="all", linger_ms=5)
         await start_client(self.producer, self.settings)
+        if self.settings.http_lateness is not None:
+            self._lateness = asyncio.create_task(self._declare_with_lateness(int(self.settings.http_lateness * 1000)))
 
     async def _stop(self, _app: web.Application) -> None:
+        if self._lateness is not None:
+            self._lateness.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lateness
         if self.producer is not None:
             await self.producer.stop()

@@ -76,6 +76,12 @@ class Settings(BaseSettings):
     http_host: str = "127.0.0.1"
     http_port: int = Field(default=8080, ge=0, le=65535)
     http_tokens: SecretStr | None = Field(default=None, description="source=token,... for the HTTP push source.")
+    http_lateness: float | None = Field(
+        default=None,
+        ge=0,
+        description="When set, the HTTP source declares each source with a token complete up to now minus this many "
+        "seconds, every minute (for feeds that send as things happen).",
+    )
     http_max_bytes: int = Field(default=16 * 1024 * 1024, ge=1024, description="Largest request body accepted.")
     http_read_timeout: float = Field(
         default=60.0, gt=0, description="Seconds a request body may take to arrive (16 MiB at 2 Mbit/s fits)."

@@ -24,7 +24,8 @@ from infra.readback import read_topic
 from infra.settings import Settings
 from infra.topics import Topics
 from schemas.codec import decode_message
-from schemas.models import DeadLetter, PaymentChange
+from schemas.models import DeadLetter, PaymentChange, SourceWatermark
+from schemas.times import parse_instant
 from tests.conftest import TEST_SECRET
 from tests.files import GOOD_ROWS
 from tests.live import live_settings
@@ -33,6 +34,7 @@ pytestmark = pytest.mark.kafka
 TAX_TOKEN = "tax-token-0123456789abcdef"
 ROSTER_TOKEN = "roster-token-0123456789abcdef"
 READ_TIMEOUT = 2.0
+LATENESS = 3600.0
 
 
 class Server:
@@ -40,9 +42,9 @@ class Server:
         self.settings = settings
         self.url = f"http://127.0.0.1:{port}"
 
-    def post(self, source: str, body: Any, token: str | None) -> tuple[int, Any]:
+    def post(self, source: str, body: Any, token: str | None, what: str = "records") -> tuple[int, Any]:
         data = body if isinstance(body, bytes) else orjson.dumps(body)
-        request = urllib.request.Request(f"{self.url}/v1/records/{source}", data=data, method="POST")
+        request = urllib.request.Request(f"{self.url}/v1/{what}/{source}", data=data, method="POST")
         if token:
             request.add_header("Authorization", f"Bearer {token}")
         try:
@@ -71,6 +73,7 @@ def server(tmp_path: Path, kafka_bootstrap: str) -> Iterator[Server]:
         "ENROLLBRIDGE_HTTP_TOKENS": f"tax={TAX_TOKEN},education={ROSTER_TOKEN}",
         "ENROLLBRIDGE_HTTP_MAX_BYTES": str(64 * 1024),
         "ENROLLBRIDGE_HTTP_READ_TIMEOUT": str(READ_TIMEOUT),
+        "ENROLLBRIDGE_HTTP_LATENESS": str(LATENESS),
     }
     log = (tmp_path / "http.log").open("wb")
     process = subprocess.Popen(
@@ -189,3 +192,38 @@ def test_a_body_that_trickles_is_cut_off_after_the_read_timeout(server: Server) 
     assert b"did not arrive within 2 s" in answer
     assert READ_TIMEOUT <= elapsed < READ_TIMEOUT + 5
     assert server.topic(Topics(server.settings.topic_prefix).source("tax")) == []
+
+
+def _declarations(server: Server) -> list[SourceWatermark]:
+    found = []
+    for value in server.topic(Topics(server.settings.topic_prefix).watermarks):
+        watermark = decode_message(value, ("SourceWatermark",))
+        assert isinstance(watermark, SourceWatermark)
+        found.append(watermark)
+    return found
+
+
+def test_an_agency_declares_its_watermark(server: Server) -> None:
+    status, body = server.post("tax", {"complete_through": "2024-01-31 00:00:00"}, TAX_TOKEN, what="watermarks")
+    assert status == 200, body
+    assert (body["source"], body["complete_through"]) == ("tax", "2024-01-31T00:00:00.000+08:00")
+    declared = [w for w in _declarations(server) if w.origin == "http: declared by the agency"]
+    assert [(w.source, w.complete_through) for w in declared] == [("tax", parse_instant("2024-01-31T00:00+08:00"))]
+    # Only for its own source, and only a time.
+    assert server.post("education", {"complete_through": "2024-01-31"}, TAX_TOKEN, what="watermarks")[0] == 403
+    assert server.post("tax", {"complete_through": "2024-01-31"}, None, what="watermarks")[0] == 401
+    assert server.post("tax", {"complete_through": "yesterday"}, TAX_TOKEN, what="watermarks")[0] == 400
+    assert server.post("tax", b"[", TAX_TOKEN, what="watermarks")[0] == 400
+
+
+def test_with_a_lateness_the_source_declares_now_minus_it(server: Server) -> None:
+    # ENROLLBRIDGE_HTTP_LATENESS is set: at start, each source with a token is declared complete up to
+    # now minus the lateness (and again every minute).
+    deadline = time.monotonic() + 30
+    by_lateness: list[SourceWatermark] = []
+    while time.monotonic() < deadline and {w.source for w in by_lateness} != {"tax", "education"}:
+        time.sleep(0.5)
+        by_lateness = [w for w in _declarations(server) if w.origin == "http: now minus lateness"]
+    assert {w.source for w in by_lateness} == {"tax", "education"}
+    for watermark in by_lateness:
+        assert watermark.declared_at - watermark.complete_through == LATENESS * 1000
