@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import click
 import psycopg
@@ -193,6 +193,28 @@ class SchemaDamaged(InputError):
     """Some of the sink's tables are gone but not all: rebuilding would leave the rest inconsistent."""
 
 
+R = TypeVar("R", AlertRecord, CoverageRecord)
+
+
+def storable(record: R) -> R:
+    """The record with every NUL character replaced by U+FFFD: PostgreSQL refuses NUL in text and jsonb,
+    and one such record would stop the sink for good. Connectors never let NUL through, but a topic can
+    be written by anyone with access to it."""
+    if b"\\u0000" not in to_json_line(record):
+        return record
+    return type(record).model_validate(_without_nul(record.model_dump()))
+
+
+def _without_nul(value: Any) -> Any:
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {key: _without_nul(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_nul(item) for item in value]
+    return value
+
+
 class PostgresSink:
     """One connection, one PostgreSQL schema; ``migrate`` before the first ``write``."""
 
@@ -255,7 +277,8 @@ class PostgresSink:
         counts = SinkCounts()
         with self.connection.transaction(), self.connection.cursor() as cursor:
             alert_rows, transition_rows = [], []
-            for (partition, offset), alert in alerts:
+            for (partition, offset), record in alerts:
+                alert = storable(record)
                 line = to_json_line(alert)
                 details = alert.details
                 alert_rows.append((
@@ -269,7 +292,7 @@ class PostgresSink:
                 ))  # fmt: skip
             cursor.executemany(_UPSERT_ALERT, alert_rows)
             cursor.executemany(_INSERT_TRANSITION, transition_rows)
-            coverage = list(coverage)
+            coverage = [(position, storable(record)) for position, record in coverage]
             coverage_rows = [
                 (r.person_key, r.coverage_year, r.pool, r.county, r.school_code, r.school_type, r.on_roster,
                  r.registered, r.covered, r.as_of, partition, offset)

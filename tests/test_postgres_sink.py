@@ -298,3 +298,22 @@ def test_the_sink_rebuilds_everything_when_its_schema_is_dropped(
     finally:
         sink.stop()
     assert f"the tables in {pg_schema} are gone: rebuilding them from the beginning of the topics" in sink.log()
+
+
+def test_a_record_with_nul_characters_is_stored_and_the_sink_goes_on(
+    pg_schema: str, replayed: tuple[list[AlertRecord], list[CoverageRecord]]
+) -> None:
+    # A producer that bypassed the connectors can put NUL in a school's name; PostgreSQL refuses NUL in
+    # text and jsonb, and before the sink replaced it one such record stopped it for good.
+    alerts, coverage = replayed
+    poisoned = alerts[0].model_copy(
+        update={"details": alerts[0].details.model_copy(update={"school_code": "S\x001", "school_name": "一\x00小"})}
+    )
+    with PostgresSink(PG_DSN, pg_schema) as sink:
+        sink.migrate()
+        sink.write([((0, 0), poisoned)], [((0, 1), coverage[0].model_copy(update={"school_code": "S\x00"}))])
+        sink.write([((0, n), a) for n, a in enumerate(alerts[1:], start=2)])
+    tables = _dump(pg_schema)
+    assert len(tables["alert_current"]) == len({a.alert_id for a in alerts})
+    stored = {row[0]: row for row in tables["alert_current"]}[poisoned.alert_id]
+    assert "S\ufffd1" in stored and "\x00" not in str(tables)
