@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from infra.broker import EmbeddedBroker
+from infra.broker import EmbeddedBroker, free_port
 from infra.kafka import aiokafka_options, kafka_python_options
 from infra.readback import read_topic
 from infra.settings import Settings
@@ -70,7 +70,7 @@ def _run_briefly(command: list[str], env: dict[str, str], cwd: Path) -> tuple[in
 
 @pytest.mark.parametrize(
     "command",
-    [["worker", "--store", "memory", "--web-port", "0"], ["sink"], ["dashboard", "--dashboard-port", "0"],
+    [["worker", "--store", "memory", "--web-port", "FREE"], ["sink"], ["dashboard", "--dashboard-port", "0"],
      ["archive", "--out", "archive", "--wait", "1"], ["http-source", "--http-port", "0"]],
     ids=lambda command: command[0],
 )  # fmt: skip
@@ -81,6 +81,8 @@ def test_wrong_credentials_stop_every_command_with_a_clear_message(
         guarded_broker, ENROLLBRIDGE_PG_DSN="postgresql://postgres@127.0.0.1:5432/test",
         ENROLLBRIDGE_HTTP_TOKENS="tax=" + "t" * 24,
     )  # fmt: skip
+    # The worker refuses port 0 (its status page must be findable): give it a free one.
+    command = [str(free_port()) if part == "FREE" else part for part in command]
     code, output, seconds = _run_briefly(command, env, tmp_path)
     assert code == 2, output
     assert REFUSED in output and "Traceback" not in output
