@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from enrollbridge.bench import ROWS as BENCH_ROWS
 from infra.errors import InputError
 
 SOURCES = ("education", "insurance", "tax", "hardship")
@@ -567,7 +568,8 @@ def verify(archive: Path, expected_head: str | None, policy_file: Path | None) -
 
 @cli.command()
 @click.option("--students", default=100_000, show_default=True, help="Season size for replay and ingest.")
-@click.option("--live-students", default=10_000, show_default=True, help="Season size for the live runs.")
+@click.option("--live-students", default=30_000, show_default=True,
+              help="Season size for the live runs (the fastest contender must commit several times).")  # fmt: skip
 @click.option("--runs", default=3, show_default=True, type=click.IntRange(1, 20), help="Runs per figure.")
 @click.option(
     "--memory-persons", default=10_000_000, show_default=True, help="Persons in the RocksDB store, memory row."
@@ -575,6 +577,9 @@ def verify(archive: Path, expected_head: str | None, policy_file: Path | None) -
 @click.option("--quix/--no-quix", default=True, help="Include the Quix Streams baseline (bench extra).")
 @click.option("--out", default=Path("BENCHMARKS.md"), show_default=True, type=click.Path(path_type=Path))
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="Keep the generated data here.")
+@click.option("--only", multiple=True, type=click.Choice(BENCH_ROWS),
+              help="Run only these rows (repeatable); the table is printed, BENCHMARKS.md left as it is.")  # fmt: skip
+@click.option("--jobs", type=click.IntRange(1, 256), help="Processes for the every-core rows  [default: every core]")
 def bench(**flags: Any) -> None:
     """Benchmarks against their baselines in one run: a table on the terminal and in BENCHMARKS.md."""
     try:
