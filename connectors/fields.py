@@ -44,6 +44,7 @@ below): it is not normalised at all (NFKC can make text up to 18 times longer)."
 # digits, which NFKC leaves as they are and no agency code contains.
 _AMOUNT = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,2}))?")
 _YEAR = re.compile(r"[0-9]{4}")
+_MAX_FEN = 2**63 - 1
 # Control characters that only space text out (Excel's Alt+Enter line break, tabs): a space.
 _SPACING = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85]")
 # Every other control character, and lone surrogates (not text at all), make a cell unusable.
@@ -180,7 +181,10 @@ def _amount_fen(value: Any) -> int:
         )
     if match[1]:
         raise PydanticCustomError("NEGATIVE_AMOUNT", "amount must not be negative: {value}", {"value": text})
-    return int(match[2]) * 100 + int((match[3] or "0").ljust(2, "0"))
+    fen = int(match[2]) * 100 + int((match[3] or "0").ljust(2, "0"))
+    if fen > _MAX_FEN:  # held as an Avro long, and its content id's JSON holds no more either
+        raise PydanticCustomError("BAD_AMOUNT", "amount is too large: {value}", {"value": text})
+    return fen
 
 
 def _coverage_year(value: Any) -> int:

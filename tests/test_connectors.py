@@ -70,6 +70,7 @@ BAD_ROWS = [
     ("tax", {"amount": "380.001"}, "BAD_AMOUNT", "amount"),
     ("tax", {"amount": "三百八十"}, "BAD_AMOUNT", "amount"),
     ("tax", {"amount": "-380.00"}, "NEGATIVE_AMOUNT", "amount"),
+    ("tax", {"amount": "92233720368547758.08"}, "BAD_AMOUNT", "amount"),  # more fen than a long holds
     ("tax", {"action": "PAYED"}, "UNKNOWN_ENUM", "action"),
     ("tax", {"occurred_at": "yesterday"}, "BAD_TIME", "occurred_at"),
     ("hardship", {"category": "POOR"}, "UNKNOWN_ENUM", "category"),
