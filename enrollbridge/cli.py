@@ -85,6 +85,13 @@ def _settings(**flags: Any) -> Any:
     callback=lambda _ctx, _param, value: _instant_option(_ctx, _param, value),
     help="Declare the source complete up to this time after publishing (default: the latest version time read).",
 )
+@click.option(
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Processes converting records (e.g. the number of cores); the output is the same, in the same order.",
+)
 @_kafka_options
 def ingest(
     source: str,
@@ -93,6 +100,7 @@ def ingest(
     dlq: Path | None,
     encoding: str | None,
     complete_through: int | None,
+    jobs: int,
     **flags: Any,
 ) -> None:
     """Validate, pseudonymise and write (or publish) the records of one agency SOURCE.
@@ -134,7 +142,7 @@ def ingest(
             where = f"events: {sink.topic}  dead letters: {sink.topics.dead_letters} on {settings.bootstrap_servers}"
         latest = VersionTimes(on_event)
         try:
-            summary = ingest_files(source, files, secret, latest.event, on_dead_letter, encoding=encoding)
+            summary = ingest_files(source, files, secret, latest.event, on_dead_letter, encoding=encoding, jobs=jobs)
         except InputError as error:  # outputs are written aside and published only at the end
             raise InputError(f"{error}; nothing was written") from None
         if sink is not None:
