@@ -168,6 +168,6 @@ def test_bench_only_runs_the_rows_named_and_leaves_the_table_alone(tmp_path: Pat
     assert result.exit_code == 0, result.output
     rows = [line for line in result.output.splitlines() if line.startswith("| ingest")]
     assert len(rows) == 2 and all("csv module reads the same file" in row for row in rows)
-    assert "≥ 0.1 × baseline" in rows[0] and "≥ 0.3 × baseline" in rows[1]
+    assert "≥ 0.1 × baseline" in rows[0] and "≥ 0.3 × baseline" in rows[1] and "CPU per row" in rows[0]
     assert "| replay" not in result.output and "| live" not in result.output
     assert out.read_text() == "kept\n"
