@@ -157,13 +157,15 @@ def _start_worker(source: str, secret: Secret) -> None:
     _worker = (record_type(source), secret)
 
 
-def _convert_chunk(rows: list[tuple[Mapping[str, object], tuple[str, str] | None]], labels: Mapping[str, str]
-                   ) -> list[_Outcome]:  # fmt: skip
+_Work = tuple[Mapping[str, object], tuple[str, str] | None, Mapping[str, str] | None]  # values, problem, labels
+
+
+def _convert_chunk(rows: list[_Work]) -> list[_Outcome]:
     assert _worker is not None
     model, secret = _worker
     outcomes: list[_Outcome] = []
-    for values, problem in rows:
-        outcome = convert_row(model, Row(0, values, problem, labels), secret)
+    for values, problem, labels in rows:
+        outcome = convert_row(model, Row(0, values, problem, labels or {}), secret)
         outcomes.append(outcome if isinstance(outcome, list) else event_values(outcome))
     return outcomes
 
@@ -210,9 +212,10 @@ class Conversion:
                     failure, more = error, False
                 more = more and len(chunk) == CHUNK_ROWS
                 if chunk:
-                    labels = chunk[0].labels
-                    work = [(row.values, row.problem) for row in chunk]
-                    pending.append((chunk, self.pool.submit(_convert_chunk, work, labels)))
+                    # Each row's own labels: a JSON record names its columns its own way. A file's
+                    # rows share one dict, which pickling sends once.
+                    work: list[_Work] = [(row.values, row.problem, row.labels or None) for row in chunk]
+                    pending.append((chunk, self.pool.submit(_convert_chunk, work)))
             if not pending:
                 break
             chunk, future = pending.popleft()

@@ -493,9 +493,15 @@ def test_jobs_hand_the_sinks_exactly_what_one_process_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
 ) -> None:
     monkeypatch.setattr("connectors.ingest.CHUNK_ROWS", 7)  # many chunks, some short, more than the window
+    chinese = {"amount": "缴费金额", "region": "征收地区划代码", "payment_ref": "票据号"}
+    mixed: list[Any] = [
+        {chinese.get(name, name): cell for name, cell in row.items()} if number % 3 else row
+        for number, row in enumerate(_hostile_tax_rows(40))
+    ]  # each JSON record names its columns its own way, and its dead letter says them so
+    mixed[5::9] = [[1, 2]] * len(mixed[5::9])  # not a record at all, at the start of a chunk among others
     files = [
         write_csv(tmp_path / "a.csv", _hostile_tax_rows(150)),
-        write_jsonl(tmp_path / "b.jsonl", [*_hostile_tax_rows(30), {"amount": [1]}]),
+        write_jsonl(tmp_path / "b.jsonl", [*mixed, {"amount": [1]}]),
         write_xlsx(tmp_path / "c.xlsx", _hostile_tax_rows(20)),
         write_csv(tmp_path / "d.csv", _hostile_tax_rows(6)),  # shorter than one chunk
     ]
