@@ -44,6 +44,7 @@ below): it is not normalised at all (NFKC can make text up to 18 times longer)."
 # digits, which NFKC leaves as they are and no agency code contains.
 _AMOUNT = re.compile(r"(-?)([0-9]+)(?:\.([0-9]{1,2}))?")
 _YEAR = re.compile(r"[0-9]{4}")
+_MAX_FEN = 2**63 - 1
 # Control characters that only space text out (Excel's Alt+Enter line break, tabs): a space.
 _SPACING = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85]")
 # Every other control character, and lone surrogates (not text at all), make a cell unusable.
@@ -78,6 +79,8 @@ def printable(text: str, limit: int, length: int | None = None) -> str:
 
 def _text(value: Any, limit: int) -> str | None:
     """A cell's normalised text held to ``limit`` characters and free of control characters."""
+    if value.__class__ is str and len(value) <= limit and value.isascii() and value.isprintable():
+        return value.strip() or None  # most cells: printable ASCII is its own normal form, and short
     if isinstance(value, str) and len(value) > _RAW_MAX:
         raise PydanticCustomError(
             TOO_LONG, "{length} characters, at most {limit}", {"length": f"{len(value):,}", "limit": limit}
@@ -100,8 +103,11 @@ def _text(value: Any, limit: int) -> str | None:
 
 
 def _present(value: Any, limit: int = FIELD_MAX) -> str:
-    text = _text(value, limit)
-    if text is None:
+    if value.__class__ is str and len(value) <= limit and value.isascii() and value.isprintable():
+        text: str | None = value.strip()  # as in _text, without the call: every record has several
+    else:
+        text = _text(value, limit)
+    if not text:
         raise PydanticCustomError(MISSING_FIELD, "required value is empty")
     return text
 
@@ -112,7 +118,8 @@ def _free_text(limit: int, *, required: bool) -> Callable[[Any], str | None]:
 
     def parse(value: Any) -> str | None:
         text = _present(value, limit) if required else _text(value, limit)
-        return None if text is None else redact(text)
+        # Shorter than an identity number: nothing to mask (most codes), without the call.
+        return text if text is None or len(text) < 15 else redact(text)
 
     return parse
 
@@ -180,7 +187,10 @@ def _amount_fen(value: Any) -> int:
         )
     if match[1]:
         raise PydanticCustomError("NEGATIVE_AMOUNT", "amount must not be negative: {value}", {"value": text})
-    return int(match[2]) * 100 + int((match[3] or "0").ljust(2, "0"))
+    fen = int(match[2]) * 100 + int((match[3] or "0").ljust(2, "0"))
+    if fen > _MAX_FEN:  # held as an Avro long, and its content id's JSON holds no more either
+        raise PydanticCustomError("BAD_AMOUNT", "amount is too large: {value}", {"value": text})
+    return fen
 
 
 def _coverage_year(value: Any) -> int:

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import operator
 import os
 import re
 from dataclasses import dataclass, field
 from datetime import date
+from functools import lru_cache
 
 from infra.errors import InputError
 from schemas.regions import PROVINCE_PREFIXES
@@ -23,6 +25,7 @@ from schemas.regions import PROVINCE_PREFIXES
 SECRET_VARIABLE = "ENROLLBRIDGE_SECRET"
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"
+_ZEROS = ord("0") * sum(_WEIGHTS)
 # ASCII digits only: ``\d`` also matches Arabic-Indic and other digits, which are no identity number.
 _SHAPE_18 = re.compile(r"[0-9]{17}[0-9X]")
 _SHAPE_15 = re.compile(r"[0-9]{15}")
@@ -61,6 +64,10 @@ class Secret:
 
 def check_character(first17: str) -> str:
     """The ISO 7064 MOD 11-2 check character of the first 17 digits."""
+    digits = first17.encode("ascii", "replace")
+    if len(digits) == 17 and digits.isdigit():
+        # On the character codes, in C: the weighted sum of the codes less that of 17 zeros.
+        return _CHECK_CHARS[(sum(map(operator.mul, digits, _WEIGHTS)) - _ZEROS) % 11]
     total = sum(int(digit) * weight for digit, weight in zip(first17, _WEIGHTS, strict=True))
     return _CHECK_CHARS[total % 11]
 
@@ -73,7 +80,8 @@ def normalise(raw: str) -> str:
     digits count: cells are NFKC-normalised before they get here, so full-width digits already are.
     """
     number = raw.strip().upper()
-    legacy = bool(_SHAPE_15.fullmatch(number))  # only ever a resident number: no permit or card had 15
+    # Only ever a resident number: no permit or card had 15 characters.
+    legacy = len(number) == 15 and _SHAPE_15.fullmatch(number) is not None
     if legacy:
         number = number[:6] + "19" + number[6:]
         number += check_character(number)
@@ -107,7 +115,14 @@ def birth_date(number: str) -> date:
 
 def person_key(number: str, secret: Secret) -> str:
     """``HMAC-SHA256(key=secret, msg=normalised number)`` as 64 lower-case hex characters."""
-    return hmac.new(secret.value, number.encode("ascii"), hashlib.sha256).hexdigest()
+    keyed = _keyed(secret.value).copy()  # the key's inner and outer pads hashed once, not per number
+    keyed.update(number.encode("ascii"))
+    return keyed.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _keyed(key: bytes) -> hmac.HMAC:
+    return hmac.new(key, digestmod=hashlib.sha256)
 
 
 def mask(text: str) -> str:
@@ -124,6 +139,8 @@ def redact(text: str, *, only_valid: bool = True) -> str:
     15 digits in a row (a serial number) keeps its value. ``only_valid=False`` masks every run shaped
     like one: for bad records, where a number with a typo is still somebody's number.
     """
+    if len(text) < 15:  # too short to hold one
+        return text
     if only_valid:
         return _ID_LIKE.sub(_mask_if_identity, text)
     return _ID_LIKE.sub(lambda match: mask(match.group(0)), text)

@@ -12,7 +12,8 @@ import csv
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from types import MappingProxyType
+from typing import IO, NamedTuple
 
 import orjson
 
@@ -24,20 +25,20 @@ _FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl
 _IGNORED_LISTED = 20  # unknown columns named in the summary; a hostile file may have millions
 
 
-@dataclass(frozen=True)
-class Row:
+class Row(NamedTuple):
     """One record as read: its line and its values under canonical names.
 
     ``problem`` is set when the line could not be read as a record at all (bad JSON, too many
     cells); such a row still counts as read and becomes a dead letter. ``labels`` maps canonical
     column names to the file's own headers where they differ; ``end_line`` is the last physical
     line of a CSV record that spans several (a quoted cell holding line breaks, or never closed).
+    A named tuple: one is made per record, in a third of a frozen dataclass's time.
     """
 
     line: int
     values: Mapping[str, object]
     problem: tuple[str, str] | None = None
-    labels: Mapping[str, str] = field(default_factory=dict)
+    labels: Mapping[str, str] = MappingProxyType({})
     end_line: int | None = None
 
 
@@ -166,6 +167,9 @@ def _open_csv(
     row_file = RowFile(path, "csv", iter(()), size, lambda: consumed[0])
     for column in ignored:
         row_file.ignore(column)
+    width = len(columns)
+    named = [name for name in columns if name]
+    every_column_known = len(named) == width
 
     def rows() -> Iterator[Row]:
         with raw:
@@ -188,11 +192,14 @@ def _open_csv(
                     start = end + 1
                     continue
                 line, end, start = start, reader.line_num, reader.line_num + 1
-                if not any(cell.strip() for cell in cells):
+                if not "".join(cells).strip():  # every cell blank
                     row_file.blank_lines += 1
                     continue
-                values = {name: cell for name, cell in zip(columns, cells, strict=False) if name}
                 spans = end if end > line else None
+                if every_column_known and len(cells) == width:  # most rows: the fast way to the same dict
+                    yield Row(line, dict(zip(named, cells, strict=True)), None, labels, spans)
+                    continue
+                values = {name: cell for name, cell in zip(columns, cells, strict=False) if name}
                 if len(cells) > len(columns):
                     problem = ("BAD_ROW", f"row has {len(cells)} cells but the header has {len(columns)}")
                     yield Row(line, values, problem, labels, spans)

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from enrollbridge.bench import ROWS as BENCH_ROWS
 from infra.errors import InputError
 
 SOURCES = ("education", "insurance", "tax", "hardship")
@@ -97,6 +98,13 @@ def _encoding_option(_ctx: click.Context, _param: click.Parameter, value: str | 
     callback=lambda _ctx, _param, value: _instant_option(_ctx, _param, value),
     help="Declare the source complete up to this time after publishing (default: the latest version time read).",
 )
+@click.option(
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Processes converting records (e.g. the number of cores); the output is the same, in the same order.",
+)
 @_kafka_options
 def ingest(
     source: str,
@@ -105,6 +113,7 @@ def ingest(
     dlq: Path | None,
     encoding: str | None,
     complete_through: int | None,
+    jobs: int,
     **flags: Any,
 ) -> None:
     """Validate, pseudonymise and write (or publish) the records of one agency SOURCE.
@@ -146,7 +155,7 @@ def ingest(
             where = f"events: {sink.topic}  dead letters: {sink.topics.dead_letters} on {settings.bootstrap_servers}"
         latest = VersionTimes(on_event)
         try:
-            summary = ingest_files(source, files, secret, latest.event, on_dead_letter, encoding=encoding)
+            summary = ingest_files(source, files, secret, latest.event, on_dead_letter, encoding=encoding, jobs=jobs)
         except InputError as error:  # outputs are written aside and published only at the end
             raise InputError(f"{error}; nothing was written") from None
         if sink is not None:
@@ -608,7 +617,8 @@ def verify(archive: Path, expected_head: str | None, policy_file: Path | None) -
 
 @cli.command()
 @click.option("--students", default=100_000, show_default=True, help="Season size for replay and ingest.")
-@click.option("--live-students", default=10_000, show_default=True, help="Season size for the live runs.")
+@click.option("--live-students", default=30_000, show_default=True,
+              help="Season size for the live runs (the fastest contender must commit several times).")  # fmt: skip
 @click.option("--runs", default=3, show_default=True, type=click.IntRange(1, 20), help="Runs per figure.")
 @click.option(
     "--memory-persons", default=10_000_000, show_default=True, help="Persons in the RocksDB store, memory row."
@@ -616,6 +626,9 @@ def verify(archive: Path, expected_head: str | None, policy_file: Path | None) -
 @click.option("--quix/--no-quix", default=True, help="Include the Quix Streams baseline (bench extra).")
 @click.option("--out", default=Path("BENCHMARKS.md"), show_default=True, type=click.Path(path_type=Path))
 @click.option("--work", type=click.Path(file_okay=False, path_type=Path), help="Keep the generated data here.")
+@click.option("--only", multiple=True, type=click.Choice(BENCH_ROWS),
+              help="Run only these rows (repeatable); the table is printed, BENCHMARKS.md left as it is.")  # fmt: skip
+@click.option("--jobs", type=click.IntRange(1, 256), help="Processes for the every-core rows  [default: every core]")
 def bench(**flags: Any) -> None:
     """Benchmarks against their baselines in one run: a table on the terminal and in BENCHMARKS.md."""
     try:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
@@ -196,6 +196,64 @@ def new_event(model: type[E], **fields: Any) -> E:
     """Build an event of ``model`` from its fields and give it its content id."""
     draft = model(event_id=_PLACEHOLDER_ID, **fields)
     return draft.model_copy(update={"event_id": event_id_of(canonical_dict(draft))})
+
+
+def trusted_event(model: type[E], fields: dict[str, Any]) -> E:
+    """``new_event`` for fields already checked where they were made (a connector's parsers): the
+    same event and content id, without validating every field again, which cost a connector a third
+    of its time per record. ``fields`` is taken over."""
+    order, names, defaults = _construction(model)
+    given = {*fields, "event_id"}  # what new_event's model counts as set
+    if given != names:  # some left to their defaults, or a name the model does not have
+        if not given <= names:
+            raise TypeError(f"{model.__name__} has no field {', '.join(sorted(given - names))}")
+        missing = names - given - defaults.keys()
+        if missing:
+            raise TypeError(f"{model.__name__}: no value for {', '.join(sorted(missing))}")
+        fields = {**defaults, **fields}
+    fields["event_id"] = _PLACEHOLDER_ID
+    values = {name: fields[name] for name in order}  # the serializer, and so the content id, go by this order
+    event = _construct(model, values, given)
+    body = event.model_dump(mode="json", exclude_none=True)
+    del body["event_id"]
+    values["event_id"] = hashlib.sha256(orjson.dumps({"type": model.schema_name, **body})).hexdigest()[:32]
+    return event
+
+
+def event_values(event: Event) -> tuple[Any, ...]:
+    """An event's field values in its model's order: what ``event_from_values`` takes back, and much
+    cheaper to send to another process than the model."""
+    return tuple(map(event.__dict__.__getitem__, _construction(type(event))[0]))
+
+
+def event_from_values(model: type[E], values: Sequence[Any]) -> E:
+    """The event whose ``event_values`` these are, built without validating them again."""
+    order, names, _ = _construction(model)
+    return _construct(model, dict(zip(order, values, strict=True)), set(names))
+
+
+def _construct(model: type[E], values: dict[str, Any], given: set[str]) -> E:
+    """What pydantic's model_construct does, without its per-field look-ups of aliases and defaults."""
+    event = model.__new__(model)
+    object.__setattr__(event, "__dict__", values)
+    object.__setattr__(event, "__pydantic_fields_set__", given)
+    object.__setattr__(event, "__pydantic_extra__", None)
+    object.__setattr__(event, "__pydantic_private__", None)
+    return event
+
+
+@cache
+def _construction(model: type[Event]) -> tuple[tuple[str, ...], frozenset[str], dict[str, Any]]:
+    """The fields of an event model in order and as a set, and the defaults of those that have one."""
+    if model.__pydantic_post_init__ or model.__private_attributes__ or model.model_config.get("extra") == "allow":
+        raise TypeError(f"{model.__name__} needs more than its fields set to be built")
+    defaults = {}
+    for name, info in model.model_fields.items():
+        if info.default_factory is not None or info.alias:
+            raise TypeError(f"{model.__name__}.{name}: a default factory or an alias needs model_construct")
+        if not info.is_required():
+            defaults[name] = info.default
+    return tuple(model.model_fields), frozenset(model.model_fields), defaults
 
 
 def event_from_json(obj: dict[str, Any]) -> Event:

@@ -8,12 +8,16 @@ milliseconds, so the same instant always renders to the same bytes.
 from __future__ import annotations
 
 import calendar
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
+from functools import lru_cache
 
 CST = timezone(timedelta(hours=8), "CST")
 MS_PER_DAY = 86_400_000
 _CST_OFFSET_MS = 8 * 3_600_000
+_CST_OFFSET_US = _CST_OFFSET_MS * 1000
 _EPOCH_DATE = date(1970, 1, 1)
+_EPOCH_ORDINAL = _EPOCH_DATE.toordinal()
+_MICROSECOND = timedelta(microseconds=1)
 
 
 def parse_instant(text: str) -> int:
@@ -26,16 +30,29 @@ def parse_instant(text: str) -> int:
 
 
 def datetime_to_ms(value: datetime) -> int:
-    """A datetime to epoch milliseconds; a naive datetime is China Standard Time."""
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=CST)
-    delta = value - datetime(1970, 1, 1, tzinfo=UTC)
-    return delta // timedelta(milliseconds=1)
+    """A datetime to epoch milliseconds (rounded down); a naive datetime is China Standard Time."""
+    # Integer arithmetic on the fields: a third of the time of subtracting datetimes (every record's
+    # time goes through here), and exact, as the datetime arithmetic was.
+    offset = value.utcoffset()
+    offset_us = _CST_OFFSET_US if offset is None else offset // _MICROSECOND
+    seconds = (value.toordinal() - _EPOCH_ORDINAL) * 86_400 + value.hour * 3600 + value.minute * 60 + value.second
+    return (seconds * 1_000_000 + value.microsecond - offset_us) // 1000
 
 
 def format_instant(ms: int) -> str:
     """Epoch milliseconds to canonical ISO 8601, e.g. ``2023-12-31T23:30:00.000+08:00``."""
-    return datetime.fromtimestamp(ms / 1000, CST).isoformat(timespec="milliseconds")
+    # From integers rather than through a timezone-aware datetime: the same text in a third of the
+    # time (every event's content id renders its instants).
+    days, in_day = divmod(ms + _CST_OFFSET_MS, MS_PER_DAY)
+    seconds, millis = divmod(in_day, 1000)
+    minutes, second = divmod(seconds, 60)
+    hour, minute = divmod(minutes, 60)
+    return "%sT%02d:%02d:%02d.%03d+08:00" % (_day_text(days), hour, minute, second, millis)  # noqa: UP031 -- faster
+
+
+@lru_cache(maxsize=1024)  # a season's instants fall on a few hundred days
+def _day_text(days: int) -> str:
+    return date.fromordinal(_EPOCH_ORDINAL + days).isoformat()
 
 
 def parse_date(text: str) -> int:

@@ -15,6 +15,7 @@ from connectors.identity import Secret, person_key
 from connectors.ingest import IngestSummary, ingest_files
 from connectors.records import RECORD_TYPES
 from infra.errors import InputError
+from schemas.codec import to_json_line
 from schemas.models import DeadLetter, SourceEvent
 from schemas.times import parse_instant
 from tests.conftest import TEST_SECRET
@@ -70,6 +71,7 @@ BAD_ROWS = [
     ("tax", {"amount": "380.001"}, "BAD_AMOUNT", "amount"),
     ("tax", {"amount": "三百八十"}, "BAD_AMOUNT", "amount"),
     ("tax", {"amount": "-380.00"}, "NEGATIVE_AMOUNT", "amount"),
+    ("tax", {"amount": "92233720368547758.08"}, "BAD_AMOUNT", "amount"),  # more fen than a long holds
     ("tax", {"action": "PAYED"}, "UNKNOWN_ENUM", "action"),
     ("tax", {"occurred_at": "yesterday"}, "BAD_TIME", "occurred_at"),
     ("hardship", {"category": "POOR"}, "UNKNOWN_ENUM", "category"),
@@ -456,3 +458,73 @@ def test_a_file_rejected_a_thousand_times_in_a_row_is_refused(tmp_path: Path) ->
         InputError, match=r"bad\.csv:1002: refused after 1,001 records read, the last 1,000 all rejected"
     ):
         ingest("tax", bad)
+
+
+# -- --jobs: conversion in several processes changes nothing a sink sees ------------------------------
+
+
+def _ingest_jobs(source: str, paths: list[Path], jobs: int) -> tuple[str, list[bytes], list[bytes]]:
+    """What a run gives: its summary, and every event and dead letter as written, in order (or the
+    one error that refused the input)."""
+    events: list[bytes] = []
+    dead: list[bytes] = []
+    try:
+        summary = ingest_files(source, paths, SECRET, lambda e: events.append(to_json_line(e)),
+                               lambda d: dead.append(to_json_line(d)), progress=False, jobs=jobs)  # fmt: skip
+    except InputError as error:
+        return f"refused: {error}", events, dead
+    return repr(summary), events, dead
+
+
+def _hostile_tax_rows(count: int) -> list[dict[str, str]]:
+    rows = []
+    for number in range(count):
+        row = {**GOOD_ROWS["tax"], "payment_ref": f"PJ-{number}", "amount": f"{number % 700}.5"}
+        if number % 7 == 0:
+            row["region"] = "4502o2"  # a dead letter now and then
+        if number % 11 == 0:
+            row["occurred_at"] = ""
+        rows.append(row)
+    return rows
+
+
+@pytest.mark.parametrize("jobs", [2, 3])
+def test_jobs_hand_the_sinks_exactly_what_one_process_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    monkeypatch.setattr("connectors.ingest.CHUNK_ROWS", 7)  # many chunks, some short, more than the window
+    chinese = {"amount": "缴费金额", "region": "征收地区划代码", "payment_ref": "票据号"}
+    mixed: list[Any] = [
+        {chinese.get(name, name): cell for name, cell in row.items()} if number % 3 else row
+        for number, row in enumerate(_hostile_tax_rows(40))
+    ]  # each JSON record names its columns its own way, and its dead letter says them so
+    mixed[5::9] = [[1, 2]] * len(mixed[5::9])  # not a record at all, at the start of a chunk among others
+    files = [
+        write_csv(tmp_path / "a.csv", _hostile_tax_rows(150)),
+        write_jsonl(tmp_path / "b.jsonl", [*mixed, {"amount": [1]}]),
+        write_xlsx(tmp_path / "c.xlsx", _hostile_tax_rows(20)),
+        write_csv(tmp_path / "d.csv", _hostile_tax_rows(6)),  # shorter than one chunk
+    ]
+    one = _ingest_jobs("tax", files, 1)
+    assert len(one[1]) > 150 and len(one[2]) > 40
+    assert _ingest_jobs("tax", files, jobs) == one
+
+
+def test_jobs_refuse_a_file_where_one_process_does_with_the_same_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("connectors.ingest.CHUNK_ROWS", 5)
+    monkeypatch.setattr("connectors.ingest.REJECTED_IN_A_ROW", 12)
+    garbage = [{name: "x" for name in GOOD_ROWS["tax"]}] * 20
+    refused = write_csv(tmp_path / "refused.csv", [*_hostile_tax_rows(9), *garbage, *_hostile_tax_rows(30)])
+    # A bad byte after the rows a refusal stops at, and one with nothing refused before it: the file
+    # is read ahead in chunks, yet what comes first in the file is what is reported.
+    bad_byte = write_csv(tmp_path / "bad-byte.csv", _hostile_tax_rows(40))
+    with bad_byte.open("ab") as out:
+        out.write(b"\xff\xfe not UTF-8\n")
+    refused_first = tmp_path / "refused-first.csv"
+    refused_first.write_bytes(refused.read_bytes() + b"\xff\xfe not UTF-8\n")
+    for paths in ([refused], [bad_byte], [refused_first], [bad_byte, refused]):
+        one = _ingest_jobs("tax", paths, 1)
+        assert one[0].startswith("refused: ")
+        assert _ingest_jobs("tax", paths, 2) == one

@@ -10,11 +10,14 @@ from pathlib import Path
 import orjson
 import pytest
 
+from connectors.identity import Secret
+from enrollbridge.synth.season import SeasonConfig, SeasonGenerator
 from infra.admin import ensure_topics
 from infra.readback import read_topic
 from infra.settings import Settings
 from infra.topics import Topics
 from schemas.codec import decode_message
+from streams.core.policy import load_policies
 from tests.cli import enrollbridge
 from tests.files import GOOD_ROWS, write_csv, write_jsonl
 from tests.live import live_settings
@@ -82,6 +85,30 @@ def test_an_output_folder_that_does_not_exist_is_one_line(tmp_path: Path, secret
     assert f"cannot write {tmp_path / 'absent'}" in run.stderr
 
 
+def _season_file(folder: Path, source: str, students: int) -> Path:
+    """A generated agency file (with the generator's bad rows), large enough for several chunks."""
+    policies = load_policies()
+    policy = policies.get("450200", 2024)
+    assert policy is not None
+    config = SeasonConfig("450200", 2024, students, 3, folder, policy, policies)
+    manifest = SeasonGenerator(config, Secret(b"any")).generate(progress=False)
+    return folder / str(manifest["files"][source]["path"])
+
+
+def test_jobs_write_the_same_bytes_as_one_process(tmp_path: Path, secret_env: str) -> None:
+    season = _season_file(tmp_path, "education", 5000)  # over two chunks of rows
+    extra = write_csv(tmp_path / "more.csv", [GOOD_ROWS["education"], {**GOOD_ROWS["education"], "action": "X"}])
+    outputs = {}
+    for jobs in (1, 2, 3):
+        out = tmp_path / f"events-{jobs}.jsonl"
+        run = enrollbridge("ingest", "education", season, extra, "--out", out, "--jobs", jobs)
+        assert run.returncode == 0, run.stderr
+        dead = out.with_name(f"events-{jobs}.dlq.jsonl")
+        outputs[jobs] = (out.read_bytes(), dead.read_bytes(), run.stdout.replace(str(out.with_suffix("")), "OUT"))
+    assert outputs[1][0].count(b"\n") > 5000 and outputs[1][1].count(b"\n") > 10
+    assert outputs[2] == outputs[1] and outputs[3] == outputs[1]
+
+
 # --- to Kafka -------------------------------------------------------------------------------------
 
 
@@ -118,6 +145,24 @@ def test_a_giant_field_is_a_dead_letter_on_kafka_and_the_rows_after_it_are_publi
     assert len(events) == 2
     [letter] = [decode_message(value, ("DeadLetter",)) for value in dead_letters]
     assert orjson.loads(letter.model_dump_json())["error_code"] == "TOO_LONG"
+
+
+@pytest.mark.kafka
+def test_jobs_publish_the_same_messages_in_the_same_order(
+    tmp_path: Path, kafka_bootstrap: str, secret_env: str
+) -> None:
+    # Here the workers are forked while the Kafka producer's thread runs.
+    path = write_csv(tmp_path / "tax.csv", [{**GOOD_ROWS["tax"], "payment_ref": f"PJ-{n}",
+                                            "region": "450202" if n % 9 else "x"} for n in range(4500)])  # fmt: skip
+    published = []
+    for jobs in (1, 2):
+        settings = live_settings(kafka_bootstrap, tmp_path)
+        asyncio.run(ensure_topics(settings))
+        run = enrollbridge("ingest", "tax", path, "--jobs", jobs, env=settings.as_environment())
+        assert run.returncode == 0, run.stderr
+        published.append(_topics(settings))
+    assert len(published[0][0]) == 4000 and len(published[0][1]) == 500
+    assert published[1] == published[0]
 
 
 @pytest.mark.kafka
