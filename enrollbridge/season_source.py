@@ -7,6 +7,9 @@ unified log everything it published so far:
 - before each tick, which it then writes to every partition: no event lands behind a tick it precedes;
 - before an event of a person whose previous, still unconfirmed event went to another agency's
   topic: each person's events reach the log in event-time order.
+
+At each tick every source declares itself complete up to the tick's time (its watermark), as agencies
+that deliver in event time would: the dashboard shows them.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from infra.readback import TopicTail
 from infra.settings import Settings
 from infra.topics import SOURCE_EVENT, Topics
 from schemas.codec import encode_message
-from schemas.models import ClockTick, LogEvent
+from schemas.models import ClockTick, LogEvent, SourceWatermark
 from streams.core.clock import tick_message
 from streams.replay import MergedLog
 
@@ -85,6 +88,17 @@ async def publish_season(
                         *[await producer.send(topics.events, value=value, partition=p) for p in partitions]
                     )
                     published.ticks += 1
+                    # Streamed in event-time order: at a tick, every source has delivered what came before it.
+                    declared_at = int(time.time() * 1000)
+                    for source in SOURCE_EVENT:
+                        watermark = SourceWatermark(
+                            source=source,
+                            complete_through=event.occurred_at,
+                            declared_at=declared_at,
+                            origin="season streamed in event time",
+                        )
+                        in_flight.append(await producer.send(topics.watermarks, key=source.encode(),
+                                                             value=encode_message(watermark)))  # fmt: skip
                     if on_progress:
                         on_progress(bar)
                     continue

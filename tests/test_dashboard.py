@@ -31,6 +31,7 @@ from infra.broker import free_port, wait_for_http
 from infra.kafka import aiokafka_options
 from infra.readback import read_topic
 from infra.settings import Settings
+from schemas.times import format_instant
 from streams.core.rules import KIND_ORDER
 from tests.conftest import PG_DSN, TEST_SECRET
 from tests.live import Season, Workers, live_settings, stream
@@ -127,6 +128,11 @@ def test_the_dashboard_follows_a_season_and_agrees_with_postgresql(
         assert (shown.on_roster, shown.covered, shown.counties, shown.open_kinds) == expected
         assert shown.on_roster > 1000 and sum(shown.open_kinds.values()) > 0
         _names_and_chinese_labels_are_shown(shown)
+        # Each source's watermark: the season was streamed in event time, so all four declared the last tick.
+        last_tick = format_instant(season.ticks[-1]).replace("T", " ")[:19]
+        for source in ("education", "insurance", "tax", "hardship"):
+            row = re.search(rf'<tr id="source-{source}"><td>[^<]+</td><td>([^<]+)</td>', shown.page)
+            assert row and row.group(1) == last_tick, (source, row and row.group(1), last_tick)
         render(chromium, login, screenshot=tmp_path / "dashboard.png")
         assert (tmp_path / "dashboard.png").stat().st_size > 10_000
         # Without the token, nothing.
