@@ -137,6 +137,12 @@ def tick(when: str, incomplete: tuple[str, ...] = ()) -> ClockTick:
     return make_tick(at(when), incomplete)
 
 
+def shipped_policies(*years: int) -> PolicyBook:
+    """The shipped policies of the given coverage years only (with the shipped history_years)."""
+    book = load_policies()
+    return PolicyBook([policy for policy in book if policy.coverage_year in years], book.history_years)
+
+
 class Season:
     """An engine over the shipped policies (Liuzhou 450200, 2024) with the alerts it emitted."""
 
