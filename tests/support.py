@@ -92,6 +92,7 @@ def payment(
     year: int = 2024,
     action: str = "PAID",
     recorded: str | None = None,
+    purpose: str | None = None,
 ) -> PaymentChange:
     return new_event(
         PaymentChange,
@@ -104,6 +105,7 @@ def payment(
         action=action,
         payment_ref=ref,
         recorded_at=_recorded(recorded),
+        purpose=purpose,
     )
 
 

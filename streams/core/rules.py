@@ -101,9 +101,7 @@ def evaluate(
     which it holds to the end; an alert that stays open is written as filed at that point and again
     wherever it moved since. Figures as of any date then count it where it was.
     """
-    in_order = state.at(cause.at) is state
-    moments = [cause.at] if in_order else state.times_from(cause.at)
-    found = derive(state, now, policies, moments[-1])
+    found = derive(state, now, policies)
     resolved = sorted((key for key in state.open_alerts if key not in found), key=_order)
     # Opened, or still open with another attribution (the student moved, or their roster entry came).
     opened = sorted(
@@ -112,14 +110,15 @@ def evaluate(
     if not resolved and not opened:
         return []
     timeline = [(cause.at, found)]
+    in_order = state.at(cause.at) is state
     if not in_order:
-        timeline = [(moment, derive(state.at(moment), now, policies, moment)) for moment in moments]
+        timeline = [(moment, derive(state.at(moment), now, policies)) for moment in state.times_from(cause.at)]
     records = []
     for key in resolved:
         ended = _from(timeline, key, holds=False)
         filed = state.open_alerts.pop(key)
         if not in_order:  # filed where the student was just before it ended, not where they went since
-            just_before = derive(state.at(ended - 1), now, policies, ended - 1).get(key)
+            just_before = derive(state.at(ended - 1), now, policies).get(key)
             filed = just_before.attribution() if just_before else filed
         records.append(_resolved_record(person_key, state, key, filed, cause, ended))
     for key in opened:
@@ -146,12 +145,8 @@ def _from(timeline: list[tuple[int, dict[AlertKey, Finding]]], key: AlertKey, ho
     return start
 
 
-def derive(
-    state: PersonState, now: int | None, policies: PolicyBook, moment: int | None = None
-) -> dict[AlertKey, Finding]:
-    """Every alert that should be open for this person at clock time ``now`` (the latest tick), the
-    state read as of business time ``moment`` (the event being applied; a change of the payer at
-    least the grace days after a payment counts like a tick)."""
+def derive(state: PersonState, now: int | None, policies: PolicyBook) -> dict[AlertKey, Finding]:
+    """Every alert that should be open for this person at time ``now`` (the latest tick)."""
     # One pass over each kind of record, bucketed by coverage year (and pool).
     roster_by_pool: dict[str, list[Membership]] = {}
     for membership in state.roster.values():
@@ -168,7 +163,6 @@ def derive(
     years.update(key[1] for key in state.open_alerts)
     for pool in roster_by_pool:
         years.update(policies.years_of(pool))
-    clock = now if moment is None else moment if now is None else max(now, moment)
     history = History(state, policies)
     found: dict[AlertKey, Finding] = {}
     for year in sorted(years):
@@ -181,7 +175,7 @@ def derive(
         if len(statuses) > 1:
             statuses.sort(key=lambda h: h.status_ref)
         _derive_year(
-            year, now, clock, policies, roster_by_pool, registrations, statuses, payments_by_year.get(year, {}),
+            year, now, policies, roster_by_pool, registrations, statuses, payments_by_year.get(year, {}),
             history, found,
         )  # fmt: skip
     return found
@@ -194,7 +188,6 @@ def _by_ref(registration: Registration) -> str:
 def _derive_year(
     year: int,
     now: int | None,
-    clock: int | None,
     policies: PolicyBook,
     roster_by_pool: dict[str, list[Membership]],
     registrations: list[Registration],
@@ -279,9 +272,11 @@ def _derive_year(
                 pool, county, tuple(i for p in payments for i in p.event_ids()), expected_fen=owed, paid_fen=net,
                 payment_refs=tuple(p.payment_ref for p in payments),
             )  # fmt: skip
-        if clock is not None and not any(r.pool == pool for r in registrations):
+        # Grace days are measured on the clock: a change of the payer opens it only once a tick has
+        # passed the due time, so the watermark clock keeps an agency delivering first from raising it.
+        if now is not None and not any(r.pool == pool for r in registrations):
             grace = policies.grace_ms(pool, year)
-            due = [p for p in payments if p.paid and p.net_fen > 0 and p.paid.occurred_at + grace <= clock]
+            due = [p for p in payments if p.paid and p.net_fen > 0 and p.paid.occurred_at + grace <= now]
             if due:
                 found[(PAID_UNREGISTERED, year, pool)] = Finding(
                     pool, county, tuple(i for p in due for i in p.event_ids()), paid_fen=net,
