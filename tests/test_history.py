@@ -194,8 +194,8 @@ def test_past_years_history_in_any_order_gives_the_same_final_state(events: list
     rng.shuffle(shuffled)
     # The clock may tick while the history is loaded (the checkpoints of 2025 pass half-way).
     shuffled.insert(rng.randrange(len(shuffled) + 1), tick("2025-06-01T00:00"))
-    in_version_order: list[LogEvent] = sorted(events, key=lambda e: (e.version_time, e.event_id))
-    assert _final(shuffled) == _final(in_version_order)
+    in_version_order: list[SourceEvent] = sorted(events, key=lambda e: (e.version_time, e.event_id))
+    assert _final(shuffled) == _final(list(in_version_order))
 
 
 def _day(text: str) -> int:
