@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -190,9 +191,28 @@ def _rates_option(_ctx: click.Context, _param: click.Parameter, values: tuple[st
     return rates
 
 
+def _years_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    first, dots, last = value.partition("..")
+    try:
+        years = (int(first), int(last) if dots else int(first))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected FIRST..LAST, e.g. 2025..2027") from None
+    if not 1990 <= years[0] <= years[1] <= 2100 or years[1] - years[0] > 20:
+        raise click.BadParameter(f"{value!r}: expected FIRST..LAST within 1990..2100, at most 21 years")
+    return years
+
+
 @cli.command()
 @click.option("--pool", required=True, help="City-level pool code, e.g. 450200 (Liuzhou).")
-@click.option("--year", "coverage_year", required=True, type=int, help="Coverage year, e.g. 2024.")
+@click.option("--year", "coverage_year", type=int, help="Coverage year, e.g. 2024 (one season).")
+@click.option(
+    "--years",
+    callback=_years_option,
+    metavar="FIRST..LAST",
+    help="Seasons in a row, e.g. 2025..2027: the last is the current one, the earlier ones its history.",
+)
 @click.option("--students", required=True, type=click.IntRange(min=1), help="Number of students on the rosters.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Random seed: the same seed gives the same files.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write into.")
@@ -213,27 +233,33 @@ def _rates_option(_ctx: click.Context, _param: click.Parameter, values: tuple[st
     help="Override an anomaly rate, e.g. --rate unenrolled=0.05 (repeatable).",
 )
 def synth(
-    pool: str, coverage_year: int, students: int, seed: int, out: Path, policy_file: Path | None,
-    file_format: str, headers: str, rates: dict[str, float],
+    pool: str, coverage_year: int | None, years: tuple[int, int] | None, students: int, seed: int, out: Path,
+    policy_file: Path | None, file_format: str, headers: str, rates: dict[str, float],
 ) -> None:  # fmt: skip
-    """Generate a realistic season for one city: four agency files, ground truth and a manifest."""
+    """Generate a realistic season for one city (or several in a row): four agency files, ground truth
+    and a manifest."""
     from connectors.identity import Secret
-    from enrollbridge.synth.season import SeasonConfig, SeasonGenerator
+    from enrollbridge.synth.season import SeasonGenerator, season_config
     from streams.core.policy import load_policies
 
+    if years is None:
+        if coverage_year is None:
+            raise click.UsageError("give --year YEAR or --years FIRST..LAST")
+        years = (coverage_year, coverage_year)
+    elif coverage_year is not None:
+        raise click.UsageError("give --year YEAR or --years FIRST..LAST, not both")
+    first, last = years
     secret = Secret.from_environment()
-    policies = load_policies(policy_file)
-    policy = policies.get(pool, coverage_year)
-    if policy is None:
-        raise InputError(f"no policy for pool {pool} and coverage year {coverage_year}; pass --policy with one")
-    config = SeasonConfig(pool, coverage_year, students, seed, out, policy, policies, rates, file_format, headers)
+    config = season_config(load_policies(policy_file), pool, first, last, students, seed, out)
+    config = replace(config, rates=rates, file_format=file_format, headers=headers)
     manifest = SeasonGenerator(config, secret).generate()
     for counts in manifest["files"].values():
         bad, again = counts["rejected"], counts["redelivered"]
         click.echo(f"  {out / counts['path']}: {counts['rows']} rows ({bad} bad, {again} re-delivered)")
     alerts = sum(n for statuses in manifest["alerts"].values() for n in statuses.values())
     truth = out / "expected_alerts.jsonl"
-    click.echo(f"season {pool} {coverage_year}: {students} students, {alerts} expected alerts in {truth}")
+    seasons = f"{first}..{last}" if first != last else str(last)
+    click.echo(f"season {pool} {seasons}: {students} students, {alerts} expected alerts in {truth}")
     click.echo(f"replay with: --policy {out / 'policy.toml'} --until {manifest['until']}")
 
 
