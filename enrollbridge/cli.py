@@ -338,6 +338,14 @@ def replay(
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--out", default=Path("season"), show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--offline", is_flag=True, help="No Kafka: generate, ingest and replay from files.")
+@click.option(
+    "--year",
+    "coverage_year",
+    default=2024,
+    show_default=True,
+    type=int,
+    help="The season to run; from 2025 on with the two seasons before it as its history (e.g. 2027).",
+)
 @click.option("--web-port", type=click.IntRange(1, 65535), help="Port of the dashboard (default: a free one).")
 @click.option(
     "--exit",
@@ -345,8 +353,11 @@ def replay(
     is_flag=True,
     help="Stop when the season is done. Without it the page stays up until Ctrl-C, if run from a terminal.",
 )
-def demo(students: int, seed: int, out: Path, offline: bool, web_port: int | None, leave: bool) -> None:
-    """A whole Liuzhou 2024 season, live on the embedded broker (or --offline), with the alert summary."""
+def demo(
+    students: int, seed: int, out: Path, offline: bool, coverage_year: int, web_port: int | None, leave: bool
+) -> None:
+    """A whole Liuzhou season (2024 by default), live on the embedded broker (or --offline), with the
+    alert summary."""
     import os
 
     from connectors.identity import SECRET_VARIABLE, Secret
@@ -358,12 +369,13 @@ def demo(students: int, seed: int, out: Path, offline: bool, web_port: int | Non
         from enrollbridge.demo import offline_season
         from streams.core.policy import load_policies
 
-        click.echo(offline_season(out, students, seed, Secret.from_environment(), load_policies()).render())
+        secret = Secret.from_environment()
+        click.echo(offline_season(out, students, seed, secret, load_policies(), coverage_year).render())
         return
     from enrollbridge.live_demo import run_live_demo
 
     # Keep the page up for a person at a terminal; a script (no terminal on stdin) gets its exit.
-    run_live_demo(students, seed, out, web_port, stay=not leave and sys.stdin.isatty())
+    run_live_demo(students, seed, out, web_port, stay=not leave and sys.stdin.isatty(), year=coverage_year)
 
 
 @cli.command()
