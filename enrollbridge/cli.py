@@ -461,6 +461,12 @@ def sink(**flags: Any) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Event files (e.g. education.events.jsonl) whose roster records name the schools; repeatable.",
 )
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Policy TOML, for the months of a waiting period and what a repair would do (default: the shipped one).",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write into.")
 def worklist(
     alert_files: tuple[Path, ...],
@@ -468,6 +474,7 @@ def worklist(
     year: int | None,
     pg_schema: str | None,
     event_files: tuple[Path, ...],
+    policy_file: Path | None,
     out: Path,
 ) -> None:
     """Outreach work lists of open alerts, per county, per school and per agency, as CSV and XLSX (no
@@ -499,8 +506,10 @@ def worklist(
             raise InputError("give alert files, or set ENROLLBRIDGE_PG_DSN to read the sink's tables")
         with SinkHistory(settings.pg_dsn.get_secret_value(), settings.pg_schema) as history:
             alerts = history.open_alerts(pool, year)
+    from streams.core.policy import load_policies
+
     schools = SchoolNames.from_event_files(event_files)
-    written = write_worklists(alerts, out, schools)
+    written = write_worklists(alerts, out, schools, load_policies(policy_file))
     click.echo(
         f"{written.rows} open alerts in work lists for {written.counties} counties, {written.schools} schools "
         f"and {written.agencies} agencies: {out}"
