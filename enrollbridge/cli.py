@@ -329,6 +329,11 @@ def replay(
             f"{result.overflow} events did not fit their person's state (too many records or versions for one "
             "person, or an over-long field): those persons' alerts may be incomplete"
         )
+    if result.forgotten:
+        click.echo(
+            f"{result.forgotten} events were for coverage years older than the policy file's history_years keeps "
+            "when they arrived: left out"
+        )
     click.echo(f"alerts: {out}")
     click.echo(tally.render())
 

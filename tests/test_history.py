@@ -224,3 +224,19 @@ def test_the_policy_file_says_how_many_years_are_kept(tmp_path: Path) -> None:
     path.write_text(book.to_toml(), encoding="utf-8")
     again = load_policies(path)
     assert again.history_years == 3 and list(again) == list(book)
+
+
+def test_the_replay_says_how_many_records_were_of_forgotten_years(tmp_path: Path) -> None:
+    from schemas.codec import JsonLinesWriter
+    from tests.cli import enrollbridge
+
+    events = tmp_path / "events.jsonl"
+    with JsonLinesWriter(events) as out:
+        out.write(registration("fay", "2021-09-10T08:00", "E2022", year=2022))
+        # Cancelled, says a correction recorded in 2027: by then the clock has passed 2027's checkpoints.
+        out.write(
+            registration("fay", "2021-12-10T08:00", "E2022", year=2022, action="CANCELLED", recorded="2027-01-05T08:00")
+        )
+    run = enrollbridge("replay", events, "--out", tmp_path / "alerts.jsonl")
+    assert run.returncode == 0, run.stderr
+    assert "1 events were for coverage years older than the policy file's history_years keeps" in run.stdout
