@@ -5,6 +5,7 @@ order of delivery."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -240,3 +241,16 @@ def test_the_replay_says_how_many_records_were_of_forgotten_years(tmp_path: Path
     run = enrollbridge("replay", events, "--out", tmp_path / "alerts.jsonl")
     assert run.returncode == 0, run.stderr
     assert "1 events were for coverage years older than the policy file's history_years keeps" in run.stdout
+
+
+def test_the_state_size_benchmark_shows_the_cost_per_year_and_its_bound() -> None:
+    from enrollbridge.bench.state_size import measure
+
+    sizes = measure(200, 7, load_policies(), progress=False)  # history_years = 3
+    per_person = sizes.per_person()
+    assert all(later > earlier for earlier, later in itertools.pairwise(per_person[:5]))  # a year more each season
+    assert per_person[4] == per_person[5] == per_person[6]  # then the oldest year goes as a new one comes
+    assert 150 < sizes.per_year() < 400  # a registration and a payment, each one record
+    unbounded = measure(200, 7, PolicyBook(load_policies(), None), progress=False)
+    assert unbounded.per_person()[-1] > per_person[-1] + sizes.per_year()
+    assert "bytes per person per year" in sizes.render()

@@ -246,3 +246,19 @@ def test_the_policy_file_of_several_seasons_holds_each_of_them(three_seasons: Se
     book = load_policies(three_seasons.folder / "policy.toml")
     assert [(p.pool, p.coverage_year) for p in book] == [("450200", 2025), ("450200", 2026), ("450200", 2027)]
     assert book.history_years == 3 and all(p.continuity is not None for p in book)
+
+
+def test_synth_says_which_season_has_no_policy_and_wants_one_way_to_name_the_years(
+    tmp_path: Path, secret_env: str
+) -> None:
+    missing = enrollbridge("synth", "--pool", "450200", "--years", "2022..2027", "--students", 10, "--out", tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "enrollbridge: error: no policy for pool 450200 and coverage year 2022; pass --policy with one"
+    )
+    both = enrollbridge(
+        "synth", "--pool", "450200", "--year", 2027, "--years", "2025..2027", "--students", 10, "--out", tmp_path
+    )
+    assert both.returncode == 2 and "give --year YEAR or --years FIRST..LAST, not both" in both.stderr
+    backwards = enrollbridge("synth", "--pool", "450200", "--years", "2027..2025", "--students", 10, "--out", tmp_path)
+    assert backwards.returncode == 2 and "expected FIRST..LAST" in backwards.stderr
