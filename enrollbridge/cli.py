@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -199,9 +200,28 @@ def _rates_option(_ctx: click.Context, _param: click.Parameter, values: tuple[st
     return rates
 
 
+def _years_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> tuple[int, int] | None:
+    if value is None:
+        return None
+    first, dots, last = value.partition("..")
+    try:
+        years = (int(first), int(last) if dots else int(first))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: expected FIRST..LAST, e.g. 2025..2027") from None
+    if not 1990 <= years[0] <= years[1] <= 2100 or years[1] - years[0] > 20:
+        raise click.BadParameter(f"{value!r}: expected FIRST..LAST within 1990..2100, at most 21 years")
+    return years
+
+
 @cli.command()
 @click.option("--pool", required=True, help="City-level pool code, e.g. 450200 (Liuzhou).")
-@click.option("--year", "coverage_year", required=True, type=int, help="Coverage year, e.g. 2024.")
+@click.option("--year", "coverage_year", type=int, help="Coverage year, e.g. 2024 (one season).")
+@click.option(
+    "--years",
+    callback=_years_option,
+    metavar="FIRST..LAST",
+    help="Seasons in a row, e.g. 2025..2027: the last is the current one, the earlier ones its history.",
+)
 @click.option("--students", required=True, type=click.IntRange(min=1), help="Number of students on the rosters.")
 @click.option("--seed", default=1, show_default=True, type=int, help="Random seed: the same seed gives the same files.")
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write into.")
@@ -222,27 +242,33 @@ def _rates_option(_ctx: click.Context, _param: click.Parameter, values: tuple[st
     help="Override an anomaly rate, e.g. --rate unenrolled=0.05 (repeatable).",
 )
 def synth(
-    pool: str, coverage_year: int, students: int, seed: int, out: Path, policy_file: Path | None,
-    file_format: str, headers: str, rates: dict[str, float],
+    pool: str, coverage_year: int | None, years: tuple[int, int] | None, students: int, seed: int, out: Path,
+    policy_file: Path | None, file_format: str, headers: str, rates: dict[str, float],
 ) -> None:  # fmt: skip
-    """Generate a realistic season for one city: four agency files, ground truth and a manifest."""
+    """Generate a realistic season for one city (or several in a row): four agency files, ground truth
+    and a manifest."""
     from connectors.identity import Secret
-    from enrollbridge.synth.season import SeasonConfig, SeasonGenerator
+    from enrollbridge.synth.season import SeasonGenerator, season_config
     from streams.core.policy import load_policies
 
+    if years is None:
+        if coverage_year is None:
+            raise click.UsageError("give --year YEAR or --years FIRST..LAST")
+        years = (coverage_year, coverage_year)
+    elif coverage_year is not None:
+        raise click.UsageError("give --year YEAR or --years FIRST..LAST, not both")
+    first, last = years
     secret = Secret.from_environment()
-    policies = load_policies(policy_file)
-    policy = policies.get(pool, coverage_year)
-    if policy is None:
-        raise InputError(f"no policy for pool {pool} and coverage year {coverage_year}; pass --policy with one")
-    config = SeasonConfig(pool, coverage_year, students, seed, out, policy, policies, rates, file_format, headers)
+    config = season_config(load_policies(policy_file), pool, first, last, students, seed, out)
+    config = replace(config, rates=rates, file_format=file_format, headers=headers)
     manifest = SeasonGenerator(config, secret).generate()
     for counts in manifest["files"].values():
         bad, again = counts["rejected"], counts["redelivered"]
         click.echo(f"  {out / counts['path']}: {counts['rows']} rows ({bad} bad, {again} re-delivered)")
     alerts = sum(n for statuses in manifest["alerts"].values() for n in statuses.values())
     truth = out / "expected_alerts.jsonl"
-    click.echo(f"season {pool} {coverage_year}: {students} students, {alerts} expected alerts in {truth}")
+    seasons = f"{first}..{last}" if first != last else str(last)
+    click.echo(f"season {pool} {seasons}: {students} students, {alerts} expected alerts in {truth}")
     click.echo(f"replay with: --policy {out / 'policy.toml'} --until {manifest['until']}")
 
 
@@ -312,6 +338,11 @@ def replay(
             f"{result.overflow} events did not fit their person's state (too many records or versions for one "
             "person, or an over-long field): those persons' alerts may be incomplete"
         )
+    if result.forgotten:
+        click.echo(
+            f"{result.forgotten} events were for coverage years older than the policy file's history_years keeps "
+            "when they arrived: left out"
+        )
     click.echo(f"alerts: {out}")
     click.echo(tally.render())
 
@@ -321,6 +352,14 @@ def replay(
 @click.option("--seed", default=1, show_default=True, type=int)
 @click.option("--out", default=Path("season"), show_default=True, type=click.Path(file_okay=False, path_type=Path))
 @click.option("--offline", is_flag=True, help="No Kafka: generate, ingest and replay from files.")
+@click.option(
+    "--year",
+    "coverage_year",
+    default=2024,
+    show_default=True,
+    type=int,
+    help="The season to run; from 2025 on with the two seasons before it as its history (e.g. 2027).",
+)
 @click.option("--web-port", type=click.IntRange(1, 65535), help="Port of the dashboard (default: a free one).")
 @click.option(
     "--exit",
@@ -328,8 +367,11 @@ def replay(
     is_flag=True,
     help="Stop when the season is done. Without it the page stays up until Ctrl-C, if run from a terminal.",
 )
-def demo(students: int, seed: int, out: Path, offline: bool, web_port: int | None, leave: bool) -> None:
-    """A whole Liuzhou 2024 season, live on the embedded broker (or --offline), with the alert summary."""
+def demo(
+    students: int, seed: int, out: Path, offline: bool, coverage_year: int, web_port: int | None, leave: bool
+) -> None:
+    """A whole Liuzhou season (2024 by default), live on the embedded broker (or --offline), with the
+    alert summary."""
     import os
 
     from connectors.identity import SECRET_VARIABLE, Secret
@@ -341,12 +383,13 @@ def demo(students: int, seed: int, out: Path, offline: bool, web_port: int | Non
         from enrollbridge.demo import offline_season
         from streams.core.policy import load_policies
 
-        click.echo(offline_season(out, students, seed, Secret.from_environment(), load_policies()).render())
+        secret = Secret.from_environment()
+        click.echo(offline_season(out, students, seed, secret, load_policies(), coverage_year).render())
         return
     from enrollbridge.live_demo import run_live_demo
 
     # Keep the page up for a person at a terminal; a script (no terminal on stdin) gets its exit.
-    run_live_demo(students, seed, out, web_port, stay=not leave and sys.stdin.isatty())
+    run_live_demo(students, seed, out, web_port, stay=not leave and sys.stdin.isatty(), year=coverage_year)
 
 
 @cli.command()
@@ -432,6 +475,12 @@ def sink(**flags: Any) -> None:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="Event files (e.g. education.events.jsonl) whose roster records name the schools; repeatable.",
 )
+@click.option(
+    "--policy",
+    "policy_file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Policy TOML, for the months of a waiting period and what a repair would do (default: the shipped one).",
+)
 @click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Directory to write into.")
 def worklist(
     alert_files: tuple[Path, ...],
@@ -439,6 +488,7 @@ def worklist(
     year: int | None,
     pg_schema: str | None,
     event_files: tuple[Path, ...],
+    policy_file: Path | None,
     out: Path,
 ) -> None:
     """Outreach work lists of open alerts, per county, per school and per agency, as CSV and XLSX (no
@@ -470,8 +520,10 @@ def worklist(
             raise InputError("give alert files, or set ENROLLBRIDGE_PG_DSN to read the sink's tables")
         with SinkHistory(settings.pg_dsn.get_secret_value(), settings.pg_schema) as history:
             alerts = history.open_alerts(pool, year)
+    from streams.core.policy import load_policies
+
     schools = SchoolNames.from_event_files(event_files)
-    written = write_worklists(alerts, out, schools)
+    written = write_worklists(alerts, out, schools, load_policies(policy_file))
     click.echo(
         f"{written.rows} open alerts in work lists for {written.counties} counties, {written.schools} schools "
         f"and {written.agencies} agencies: {out}"

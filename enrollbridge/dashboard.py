@@ -1,5 +1,6 @@
 """The live dashboard: coverage by county and school type, its course over the checkpoints, open
-alerts by kind and a feed of recent transitions (masked), updating without a reload.
+alerts by kind, students with waiting periods and covered students by consecutive covered years
+(1, 2, 3, 4+) per county, and a feed of recent transitions (masked), updating without a reload.
 
 It follows the alerts and coverage topics itself (no consumer group: every dashboard reads from the
 start) and computes its figures with ``streams.core.figures``, like the report, so it needs no database.
@@ -37,7 +38,7 @@ from infra.topics import Topics
 from schemas.codec import UndecodableMessage, decode_message
 from schemas.models import AlertRecord, CoverageRecord, SourceWatermark
 from schemas.times import format_date, start_of_local_day
-from streams.core.figures import Figures, fold
+from streams.core.figures import CONTINUITY, Figures, fold
 from streams.core.policy import Policy
 from streams.core.rules import KIND_ORDER
 
@@ -125,9 +126,17 @@ class LiveFigures:
                 "rate": _percent(total.rate),
             },
             "by_county": [
-                {**group, "name": region_name(group["key"]) or group["key"], "label": region_label(group["key"])}
+                {
+                    **group,
+                    "name": region_name(group["key"]) or group["key"],
+                    "label": region_label(group["key"]),
+                    "waiting": self.now.waiting(group["key"])[0],
+                    "waiting_lapsed": self.now.waiting(group["key"])[1],
+                }
                 for group in _groups(self.now, "county")
             ],
+            "continuity_buckets": list(CONTINUITY),
+            "waiting": dict(zip(("open", "after_lapse"), self.now.waiting(), strict=True)),
             "by_school_type": sorted(
                 ({**group, "label": school_type_zh(group["key"])} for group in _groups(self.now, "school_type")),
                 key=lambda group: _SCHOOL_TYPE_ORDER.get(group["key"], len(_SCHOOL_TYPE_ORDER)),
@@ -165,9 +174,10 @@ def _percent(rate: float | None) -> float | None:
 
 def _groups(figures: Figures, grouping: str) -> list[dict[str, Any]]:
     return [
-        {"key": key, "on_roster": c.on_roster, "covered": c.covered, "rate": _percent(c.rate)}
+        {"key": key, "on_roster": c.on_roster, "covered": c.covered, "rate": _percent(c.rate),
+         "continuous": {bucket: c.continuous[bucket] for bucket in CONTINUITY}}
         for key, c in figures.by(grouping).items()
-    ]
+    ]  # fmt: skip
 
 
 async def follow_topics(settings: Settings, figures: LiveFigures, stop: asyncio.Event) -> None:

@@ -1,4 +1,5 @@
-"""The live demonstration: embedded broker, a worker, a Liuzhou season streamed in event-time order."""
+"""The live demonstration: embedded broker, a worker, a Liuzhou season (with the seasons before it, for
+a year with continuity rules) streamed in event-time order."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 from pydantic import SecretStr
@@ -35,13 +37,17 @@ def start_worker(settings: Settings, log: Path, extra_env: dict[str, str] | None
 
 
 def start_process(
-    command: str, settings: Settings, log: Path, extra_env: dict[str, str] | None = None
+    command: str,
+    settings: Settings,
+    log: Path,
+    extra_env: dict[str, str] | None = None,
+    arguments: tuple[str, ...] = (),
 ) -> subprocess.Popen[bytes]:
     """An ``enrollbridge`` command in its own process, configured through the environment."""
     env = {**os.environ, **settings.as_environment(), **(extra_env or {})}
     with log.open("ab") as out:
         return subprocess.Popen(
-            [sys.executable, "-m", "enrollbridge", command], env=env, stdout=out, stderr=subprocess.STDOUT
+            [sys.executable, "-m", "enrollbridge", command, *arguments], env=env, stdout=out, stderr=subprocess.STDOUT
         )
 
 
@@ -55,22 +61,25 @@ def stop_processes(*processes: subprocess.Popen[bytes]) -> None:
             process.kill()
 
 
-def run_live_demo(students: int, seed: int, out: Path, web_port: int | None, stay: bool) -> None:
+def run_live_demo(students: int, seed: int, out: Path, web_port: int | None, stay: bool, year: int = DEMO_YEAR) -> None:
     secret = Secret.from_environment()
-    policies = load_policies()
     out.mkdir(parents=True, exist_ok=True)
+    # The season first: the worker runs with its policy file (the years it spans).
+    manifest, event_files = prepare_season(out, students, seed, secret, load_policies(), year)
+    policy_file = out / manifest["policy"]
     with EmbeddedBroker(log_file=out / "broker.log") as broker:
         click.echo(f"started the embedded Kafka-compatible broker (Tansu, memory only) at {broker.bootstrap_servers}")
         settings = Settings(
             bootstrap_servers=broker.bootstrap_servers, store="memory", store_dir=out / "worker-data", clock="off",
             web_port=free_port(), session_timeout=6.0, batch_seconds=0.02, fetch_max_wait_ms=20,
             recovery_consistency_check=False, dashboard_port=web_port or free_port(),
-            dashboard_token=SecretStr(new_token()),
+            dashboard_token=SecretStr(new_token()), policy_file=policy_file,
         )  # fmt: skip
         asyncio.run(ensure_topics(settings))
         processes = [start_worker(settings, out / "worker.log")]
         click.echo(f"worker: status page http://{settings.web_host}:{settings.web_port}/ (log in {out / 'worker.log'})")
-        processes.append(start_process("dashboard", settings, out / "dashboard.log"))
+        year_shown = ("--pool", DEMO_POOL, "--year", str(year))
+        processes.append(start_process("dashboard", settings, out / "dashboard.log", arguments=year_shown))
         assert settings.dashboard_token is not None
         login = f"http://{settings.dashboard_host}:{settings.dashboard_port}/login?token="
         login += settings.dashboard_token.get_secret_value()
@@ -79,7 +88,7 @@ def run_live_demo(students: int, seed: int, out: Path, web_port: int | None, sta
             processes.append(start_process("sink", settings, out / "sink.log"))
             click.echo(f"sink: alerts and coverage into PostgreSQL schema {settings.pg_schema} (log in sink.log)")
         try:
-            _season(settings, students, seed, out, secret, policies)
+            _season(settings, out, manifest, event_files, load_policies(policy_file), year)
             if stay:
                 click.echo(f"dashboard: {login}  (Ctrl-C to stop)")
                 with contextlib.suppress(KeyboardInterrupt):
@@ -89,13 +98,15 @@ def run_live_demo(students: int, seed: int, out: Path, web_port: int | None, sta
             stop_processes(*processes)
 
 
-def _season(settings: Settings, students: int, seed: int, out: Path, secret: Secret, policies: PolicyBook) -> None:
-    manifest, event_files = prepare_season(out, students, seed, secret, policies)
+def _season(
+    settings: Settings, out: Path, manifest: dict[str, Any], event_files: list[Path], policies: PolicyBook, year: int
+) -> None:
     until = parse_instant(manifest["until"])
     merged = MergedLog(event_files)
-    policy = policies.get(DEMO_POOL, DEMO_YEAR)
+    policy = policies.get(DEMO_POOL, year)
     assert policy is not None
-    # Daily ticks from a week before the collection period: what a live clock would have written.
+    # Daily ticks from a week before the (last) collection period, the earlier seasons' checkpoints
+    # before that: what a live clock would have written.
     since = start_of_local_day(policy.collection_start - 7)
     ticks = merged.tick_times(policies, until, every=MS_PER_DAY, since=since)
     click.echo(f"3/3 streaming {merged.count} events in event-time order with {len(ticks)} daily ticks to the worker")

@@ -33,7 +33,7 @@ KIND_NAMES: dict[str, tuple[str, str]] = {
     "HARDSHIP_WRONG_PLACE": ("困难群体未在审批地参保", "Hardship student registered outside the approving pool"),
     "OVERPAID": ("多缴保费", "Overpaid"),
     "PAID_UNREGISTERED": ("已缴费未登记", "Paid, not registered"),
-    "WAITING_PERIOD": ("逾期缴费，设待遇等待期", "Late payment: waiting period"),
+    "WAITING_PERIOD": ("待遇等待期（逾期缴费或断保）", "Waiting period (late payment or lapse)"),
 }
 STATUS_NAMES: dict[str, tuple[str, str]] = {
     "OPEN": ("未消除", "Open"),

@@ -37,6 +37,7 @@ from enrollbridge.sheets import (
 )
 from schemas.models import AlertRecord
 from schemas.times import days_to_date, format_date
+from streams.core.policy import PolicyBook
 
 COLUMNS = (
     Column("区县", "county"),
@@ -53,6 +54,8 @@ COLUMNS = (
     Column("应缴（元）", "expected_yuan", "money"),
     Column("已缴（元）", "paid_yuan", "money"),
     Column("待遇起始日", "benefit_start", "date"),
+    Column("断保年数", "lapsed_years", "int"),
+    Column("已修复年数", "repaired_years", "int"),
     Column("预警时间（北京时间）", "as_of", "datetime"),
     Column("处理建议", "next_step_zh"),
     Column("Next step", "next_step_en"),
@@ -77,8 +80,9 @@ def _yuan_text(fen: int | None) -> str:
     return "" if fen is None else f"{Decimal(fen) / 100:.2f}"
 
 
-def next_step(alert: AlertRecord) -> tuple[str, str]:
-    """What the agency should do about an open alert, in Chinese and English."""
+def next_step(alert: AlertRecord, policies: PolicyBook | None = None) -> tuple[str, str]:
+    """What the agency should do about an open alert, in Chinese and English. For a waiting period
+    the policy of its pool and year (when given) says how long it is and what a repair would do."""
     details = alert.details
     if alert.kind == "UNENROLLED":
         return "联系学生家庭，办理城乡居民医保参保登记", "Contact the family and register the student"
@@ -95,15 +99,50 @@ def next_step(alert: AlertRecord) -> tuple[str, str]:
         return f"办理退费 {excess} 元", f"Refund {excess} yuan"
     if alert.kind == "PAID_UNREGISTERED":
         return "补办参保登记，或办理退费", "Register the payer, or refund the payment"
+    return _waiting_step(alert, policies)
+
+
+def _waiting_step(alert: AlertRecord, policies: PolicyBook | None) -> tuple[str, str]:
+    """A waiting period: when benefits start, how many months it is, and how repair payments (修复缴费)
+    would shorten it -- one step per lapsed year repaired with the year's full contribution, down to
+    the fixed months, or the floor after a long lapse."""
+    details = alert.details
     start = format_date(details.benefit_start) if details.benefit_start is not None else ""
-    return f"告知家庭：待遇自 {start} 起享受", f"Tell the family benefits start on {start}"
+    zh, en = f"告知家庭：待遇自 {start} 起享受", f"Tell the family benefits start on {start}"
+    policy = policies.get(alert.pool, alert.coverage_year) if policies is not None else None
+    if policy is None:
+        return zh, en
+    rules = policy.continuity
+    lapsed, repaired = details.lapsed_years, details.repaired_years
+    if rules is None or lapsed is None or repaired is None:
+        months = policy.waiting_period_months
+        return f"{zh}（等待期 {months} 个月）", f"{en} (a waiting period of {months} months)"
+    months = rules.months(policy.waiting_period_months, lapsed, repaired)
+    zh += f"（等待期 {months} 个月，断保 {lapsed} 年"
+    en += f" (a waiting period of {months} months, {lapsed} lapsed years"
+    if repaired:
+        zh, en = zh + f"，已修复 {repaired} 年", en + f", {repaired} repaired"
+    zh, en = zh + "）", en + ")"
+    shortest = rules.months(policy.waiting_period_months, lapsed, max(repaired, lapsed))
+    if months <= shortest or not rules.months_per_lapsed_year:
+        return zh + "；修复缴费不能再缩短", en + "; repair payments cannot shorten it further"
+    years = -(-(months - shortest) // rules.months_per_lapsed_year)
+    amount = _yuan_text(policy.contribution_fen)
+    return (
+        f"{zh}；每修复缴费一年（{amount} 元）缩短 {rules.months_per_lapsed_year} 个月，"
+        f"修复 {years} 年可缩短至 {shortest} 个月",
+        f"{en}; each year of repair payment ({amount} yuan) shortens it by {rules.months_per_lapsed_year} "
+        f"month(s), {years} year(s) to {shortest} months",
+    )
 
 
-def row_of(alert: AlertRecord, schools: SchoolNames | None = None) -> dict[str, Any]:
+def row_of(
+    alert: AlertRecord, schools: SchoolNames | None = None, policies: PolicyBook | None = None
+) -> dict[str, Any]:
     """One alert as a work-list row: typed values (numbers, dates) that the writers format."""
     details = alert.details
     zh, en = KIND_NAMES[alert.kind]
-    step_zh, step_en = next_step(alert)
+    step_zh, step_en = next_step(alert, policies)
     benefit: date | None = days_to_date(details.benefit_start) if details.benefit_start is not None else None
     return {
         "county_code": details.county,
@@ -123,6 +162,8 @@ def row_of(alert: AlertRecord, schools: SchoolNames | None = None) -> dict[str, 
         "expected_yuan": _yuan(details.expected_fen),
         "paid_yuan": _yuan(details.paid_fen),
         "benefit_start": benefit,
+        "lapsed_years": details.lapsed_years,
+        "repaired_years": details.repaired_years,
         "as_of": cst_datetime(alert.as_of),
         "next_step_zh": step_zh,
         "next_step_en": step_en,
@@ -146,7 +187,9 @@ class WorklistFiles:
     agencies: int = 0
 
 
-def write_worklists(alerts: Iterable[AlertRecord], out: Path, schools: SchoolNames | None = None) -> WorklistFiles:
+def write_worklists(
+    alerts: Iterable[AlertRecord], out: Path, schools: SchoolNames | None = None, policies: PolicyBook | None = None
+) -> WorklistFiles:
     """Per county ``county-<code>.{csv,xlsx}`` (every open alert counted under it; the workbook also
     has a sheet per school), per school ``school-<code>.{csv,xlsx}``, and per agency
     ``agency-{insurance,tax,schools}.{csv,xlsx}``; rows by kind, then masked id, then alert id."""
@@ -155,7 +198,7 @@ def write_worklists(alerts: Iterable[AlertRecord], out: Path, schools: SchoolNam
     by_agency: dict[str, list[dict[str, Any]]] = {agency: [] for agency in AGENCIES}
     count = 0
     for alert in sorted(alerts, key=lambda a: (_KIND_ORDER.index(a.kind), a.details.masked_id, a.alert_id)):
-        row = row_of(alert, schools)
+        row = row_of(alert, schools, policies)
         by_county.setdefault(row["county_code"], []).append(row)
         if row["school_code"]:
             by_school.setdefault(row["school_code"], []).append(row)

@@ -145,9 +145,13 @@ class ReplayResult:
     persons: int = 0
     files: list[str] = field(default_factory=list)
     overflow: int = 0  # events that did not fit their person's state (streams.core.state bounds)
+    forgotten: int = 0  # events of coverage years their person's state had forgotten (history_years)
 
     def count_overflow(self, _event: SourceEvent) -> None:
         self.overflow += 1
+
+    def count_forgotten(self, _event: SourceEvent) -> None:
+        self.forgotten += 1
 
 
 class MergedLog:
@@ -239,7 +243,7 @@ def replay(
         return _replay_log(paths, policies, on_alert, until, progress, on_coverage)
     result = ReplayResult("merged", files=[str(f) for f in merged.files])
     store = MemoryStore()
-    engine = Engine(policies, store, on_coverage, result.count_overflow)
+    engine = Engine(policies, store, on_coverage, result.count_overflow, result.count_forgotten)
     with tqdm(unit=" events", desc="replaying", disable=None if progress is None else not progress, leave=False) as bar:
         for event in merged.stream(merged.tick_times(policies, until), until):
             if isinstance(event, ClockTick):
@@ -353,7 +357,7 @@ def replay_partition(
     worker that owned the partition did. With ``until``, stops at the first tick after it and ticks there."""
     result = result or ReplayResult("log")
     store = MemoryStore()
-    engine = Engine(policies, store, on_coverage, result.count_overflow)
+    engine = Engine(policies, store, on_coverage, result.count_overflow, result.count_forgotten)
     stopped = False
     for path in files:
         for _, event in read_events(path):

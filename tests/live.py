@@ -10,24 +10,27 @@ import signal
 import subprocess
 import time
 import urllib.request
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiokafka import AIOKafkaProducer
 
 from connectors.identity import Secret
 from connectors.ingest import ingest_files
 from enrollbridge.live_demo import start_worker
 from enrollbridge.season_source import Published, publish_season
-from enrollbridge.synth.season import SOURCES, SeasonConfig, SeasonGenerator
+from enrollbridge.synth.season import SOURCES, SeasonGenerator, season_config
 from infra.admin import ensure_topics
 from infra.broker import free_port
 from infra.readback import read_topic, wait_until_processed
 from infra.settings import Settings
 from infra.topics import Topics
-from schemas.codec import JsonLinesWriter, decode_message, write_event_container
+from schemas.codec import JsonLinesWriter, decode_message, event_from_json, write_event_container
 from schemas.models import AlertRecord, DeadLetter, Event
 from schemas.times import MS_PER_DAY, parse_instant, start_of_local_day
+from streams.core.clock import tick_message
 from streams.core.policy import PolicyBook, load_policies
 from streams.replay import PARTITION_METADATA, MergedLog
 from tests.conftest import TEST_SECRET
@@ -59,14 +62,16 @@ class Season:
         seed: int,
         policies: PolicyBook | None = None,
         rates: dict[str, float] | None = None,
+        years: tuple[int, int] = (2024, 2024),
     ) -> None:
         self.folder = folder
         self.policies = policies or load_policies()
-        policy = self.policies.get("450200", 2024)
-        assert policy is not None
         secret = Secret(TEST_SECRET.encode())
-        config = SeasonConfig("450200", 2024, students, seed, folder, policy, self.policies, rates=dict(rates or {}))
+        config = season_config(self.policies, "450200", *years, students, seed, folder)
+        config = replace(config, rates=dict(rates or {}))
+        policy = config.policy
         self.manifest = SeasonGenerator(config, secret).generate(progress=False)
+        self.policy_file = folder / "policy.toml"
         self.event_files = []
         for source in SOURCES:
             path = folder / f"{source}.events.jsonl"
@@ -75,8 +80,26 @@ class Season:
             self.event_files.append(path)
         self.until = parse_instant(self.manifest["until"])
         self.merged = MergedLog(self.event_files, progress=False)
-        since = start_of_local_day(policy.collection_start - 7)
-        self.ticks = self.merged.tick_times(self.policies, self.until, every=MS_PER_DAY, since=since)
+        # Daily ticks from a week before the (last) collection period; earlier seasons' checkpoints before.
+        self.since = start_of_local_day(policy.collection_start - 7)
+        self.ticks = self.merged.tick_times(self.policies, self.until, every=MS_PER_DAY, since=self.since)
+
+    def split(self, at: int) -> tuple[MergedLog, MergedLog]:
+        """The season's events recorded before ``at`` (its history) and from ``at`` on, as two logs."""
+        parts: tuple[list[Path], list[Path]] = ([], [])
+        for path in self.event_files:
+            lines = path.read_bytes().splitlines()
+            for index, name in enumerate(("history", "current")):
+                part = self.folder / name / path.name
+                part.parent.mkdir(exist_ok=True)
+                wanted = [
+                    line
+                    for line in lines
+                    if (event_from_json(orjson.loads(line)).version_time < at) == (index == 0)  # type: ignore[attr-defined]
+                ]
+                part.write_bytes(b"".join(line + b"\n" for line in wanted))
+                parts[index].append(part)
+        return MergedLog(parts[0], progress=False), MergedLog(parts[1], progress=False)
 
     def truth(self) -> dict[str, str]:
         """alert_id -> final status, as the season's ground truth has it."""
@@ -131,15 +154,35 @@ class Workers:
         return "\n".join(p.read_text(errors="replace") for p in sorted(self.folder.glob("worker-*.log")))
 
 
-def stream(settings: Settings, season: Season, on_tick: Any = None) -> Published:
-    """Stream the season and wait until the rules have processed the whole log."""
+def stream(
+    settings: Settings,
+    season: Season,
+    on_tick: Any = None,
+    merged: MergedLog | None = None,
+    ticks: list[int] | None = None,
+    then_ticks: tuple[int, ...] = (),
+) -> Published:
+    """Stream the season (or ``merged`` with ``ticks``), then write ``then_ticks`` to every partition as
+    a live clock that caught up would, and wait until the rules have processed the whole log."""
 
     async def run() -> Published:
         await ensure_topics(settings)
         published = await publish_season(
-            settings, season.merged, season.ticks, season.until, progress=False, on_progress=on_tick
-        )
-        await wait_until_processed(settings, settings.app_id, published.log_ends, Topics(settings.topic_prefix).events)
+            settings, merged or season.merged, season.ticks if ticks is None else ticks, season.until,
+            progress=False, on_progress=on_tick,
+        )  # fmt: skip
+        topics = Topics(settings.topic_prefix)
+        if then_ticks:
+            producer = AIOKafkaProducer(bootstrap_servers=settings.bootstrap_list, acks="all")
+            await producer.start()
+            try:
+                for moment in then_ticks:
+                    for partition in published.log_ends:
+                        await producer.send_and_wait(topics.events, tick_message(moment), partition=partition)
+                        published.log_ends[partition] += 1
+            finally:
+                await producer.stop()
+        await wait_until_processed(settings, settings.app_id, published.log_ends, topics.events)
         return published
 
     return asyncio.run(run())

@@ -92,6 +92,7 @@ def payment(
     year: int = 2024,
     action: str = "PAID",
     recorded: str | None = None,
+    purpose: str | None = None,
 ) -> PaymentChange:
     return new_event(
         PaymentChange,
@@ -104,6 +105,7 @@ def payment(
         action=action,
         payment_ref=ref,
         recorded_at=_recorded(recorded),
+        purpose=purpose,
     )
 
 
@@ -135,6 +137,12 @@ def hardship(
 
 def tick(when: str, incomplete: tuple[str, ...] = ()) -> ClockTick:
     return make_tick(at(when), incomplete)
+
+
+def shipped_policies(*years: int) -> PolicyBook:
+    """The shipped policies of the given coverage years only (with the shipped history_years)."""
+    book = load_policies()
+    return PolicyBook([policy for policy in book if policy.coverage_year in years], book.history_years)
 
 
 class Season:

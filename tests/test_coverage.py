@@ -10,15 +10,14 @@ import pytest
 
 from schemas.models import CoverageRecord
 from streams.core.engine import Engine, MemoryStore
-from streams.core.policy import load_policies
 from tests.cli import enrollbridge
 from tests.live import Season
-from tests.support import at, hardship, key_of, payment, registration, roster, tick
+from tests.support import at, hardship, key_of, payment, registration, roster, shipped_policies, tick
 
 
 def _feed(*events: object) -> list[CoverageRecord]:
     written: list[CoverageRecord] = []
-    engine = Engine(load_policies(), MemoryStore(), written.append)
+    engine = Engine(shipped_policies(2024), MemoryStore(), written.append)
     for event in events:
         engine.process(event)  # type: ignore[arg-type]
     return written

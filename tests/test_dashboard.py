@@ -99,7 +99,7 @@ def test_the_dashboard_follows_a_season_and_agrees_with_postgresql(
     season = Season(tmp_path / "season", 1_500, seed=61)
     settings = live_settings(
         kafka_bootstrap, tmp_path, dashboard_port=free_port(), dashboard_token=SecretStr(TOKEN),
-        pg_dsn=SecretStr(PG_DSN), pg_schema=pg_schema,
+        pg_dsn=SecretStr(PG_DSN), pg_schema=pg_schema, policy_file=season.policy_file,
     )  # fmt: skip
     workers = Workers(settings, tmp_path)
     workers.start()

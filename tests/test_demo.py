@@ -42,7 +42,32 @@ def test_the_live_demo_streams_a_season_and_summarises_its_ground_truth(tmp_path
     assert _summary_by_kind(run.stdout) == _truth_by_kind(tmp_path / "season")
 
 
+@pytest.mark.kafka
+def test_the_live_demo_of_the_current_season_streams_its_history_first(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if "BOOTSTRAP" not in k and k != "ENROLLBRIDGE_SECRET"}
+    run = enrollbridge("demo", "--year", 2027, "--students", 300, "--out", tmp_path / "season", "--exit", env=env)
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "柳州市 2027 with the seasons 2025..2026 before it" in run.stdout
+    truth = _truth_by_kind(tmp_path / "season")
+    assert _summary_by_kind((tmp_path / "season" / "summary.txt").read_text(encoding="utf-8")) == truth
+    assert truth["WAITING_PERIOD"][0] > 5
+
+
 def test_the_offline_demo_summarises_its_ground_truth(tmp_path: Path) -> None:
     run = enrollbridge("demo", "--offline", "--students", 400, "--out", tmp_path / "season")
     assert run.returncode == 0, run.stderr[-3000:]
     assert _summary_by_kind(run.stdout) == _truth_by_kind(tmp_path / "season")
+
+
+def test_the_offline_demo_of_the_current_season_loads_its_history_first(tmp_path: Path) -> None:
+    run = enrollbridge("demo", "--offline", "--year", 2027, "--students", 400, "--out", tmp_path / "season")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "柳州市 2027 with the seasons 2025..2026 before it" in run.stdout
+    truth = _truth_by_kind(tmp_path / "season")
+    assert _summary_by_kind(run.stdout) == truth and truth["WAITING_PERIOD"][0] > 10
+    lapsed = [
+        record
+        for line in (tmp_path / "season" / "alerts.jsonl").read_bytes().splitlines()
+        if (record := orjson.loads(line))["kind"] == "WAITING_PERIOD" and record["details"].get("lapsed_years")
+    ]
+    assert lapsed and {record["coverage_year"] for record in lapsed} == {2027}

@@ -50,7 +50,7 @@ def _replayed(tmp_path: Path, settings: Settings, season: Season) -> list[AlertR
 
 def test_live_equals_the_replay_of_its_log_and_the_ground_truth(tmp_path: Path, kafka_bootstrap: str) -> None:
     season = Season(tmp_path / "season", 1_200, seed=3)
-    settings = live_settings(kafka_bootstrap, tmp_path)
+    settings = live_settings(kafka_bootstrap, tmp_path, policy_file=season.policy_file)
     workers = Workers(settings, tmp_path)
     workers.start()
     try:
@@ -86,6 +86,40 @@ def test_live_equals_the_replay_of_its_log_and_the_ground_truth(tmp_path: Path, 
     assert "Traceback" not in workers.logs()
 
 
+def test_two_seasons_history_loaded_then_the_new_season_streamed_equal_the_replay_of_the_log(
+    tmp_path: Path, kafka_bootstrap: str
+) -> None:
+    """A first deployment in the 2027 season: the 2026 season's records are loaded as history (and the
+    clock, catching up, passes every 2026 checkpoint at once), then the 2027 season streams in."""
+    season = Season(tmp_path / "season", 500, seed=13, years=(2026, 2027))
+    settings = live_settings(kafka_bootstrap, tmp_path, policy_file=season.policy_file)
+    history, current = season.split(season.since)
+    assert history.count and current.count
+    caught_up = tuple(t for t in season.ticks if t < season.since)
+    workers = Workers(settings, tmp_path)
+    workers.start()
+    try:
+        stream(settings, season, merged=history, ticks=[], then_ticks=caught_up)
+        stream(settings, season, merged=current, ticks=[t for t in season.ticks if t >= season.since])
+    finally:
+        workers.stop_all()
+    live = alerts(settings)
+    replayed = _replayed(tmp_path, settings, season)
+    for partition in range(settings.partitions):
+        mine = [to_json_line(a) for p, a in live if p == partition]
+        theirs = [
+            to_json_line(a) for a in replayed if partition_of(a.person_key.encode(), settings.partitions) == partition
+        ]
+        assert mine == theirs, f"partition {partition} differs"
+    # What ends open is what the ground truth says; the 2027 waiting periods counted the 2026 lapses.
+    opened = {alert_id for alert_id, status in final_states(live).items() if status == "OPEN"}
+    assert opened == {alert_id for alert_id, status in season.truth().items() if status == "OPEN"}
+    lapses = [a for _, a in live if a.kind == "WAITING_PERIOD" and a.coverage_year == 2027 and a.details.lapsed_years]
+    assert len(lapses) > 5
+    assert {a.coverage_year for _, a in live} == {2026, 2027}
+    assert "Traceback" not in workers.logs()
+
+
 @pytest.mark.parametrize(
     ("workers_count", "store"),
     [(1, "rocksdb"), (2, "rocksdb"), (2, "memory")],
@@ -95,7 +129,8 @@ def test_a_killed_worker_loses_no_alert(tmp_path: Path, kafka_bootstrap: str, wo
     # Many payers without a registration: their grace-period due times are pending at every moment,
     # so partitions that move mid-season must take them along.
     season = Season(tmp_path / "season", 800, seed=4, rates={"paid_unregistered": 0.1})
-    settings = live_settings(kafka_bootstrap, tmp_path, store=store)  # RocksDB is production's store
+    # RocksDB is production's store
+    settings = live_settings(kafka_bootstrap, tmp_path, store=store, policy_file=season.policy_file)
     workers = Workers(settings, tmp_path)
     victim = workers.start(store_dir=tmp_path / "store-0")
     if workers_count == 2:
@@ -145,7 +180,7 @@ def test_a_season_archived_from_a_live_run_verifies_and_later_runs_extend_the_ch
     tmp_path: Path, kafka_bootstrap: str
 ) -> None:
     season = Season(tmp_path / "season", 500, seed=6)
-    settings = live_settings(kafka_bootstrap, tmp_path)
+    settings = live_settings(kafka_bootstrap, tmp_path, policy_file=season.policy_file)
     workers = Workers(settings, tmp_path)
     workers.start()
     try:

@@ -90,7 +90,7 @@ def test_a_roster_delivered_first_opens_no_more_unenrolled_than_the_replay(
     tmp_path: Path, kafka_bootstrap: str, secret_env: str
 ) -> None:
     season = Season(tmp_path / "season", 300, seed=8)
-    settings = live_settings(kafka_bootstrap, tmp_path, clock="wall")
+    settings = live_settings(kafka_bootstrap, tmp_path, clock="wall", policy_file=season.policy_file)
     asyncio.run(ensure_topics(settings))
     workers = Workers(settings, tmp_path)
     workers.start()
@@ -131,7 +131,9 @@ def test_a_silent_source_stops_holding_the_clock_and_the_ticks_say_so(
     tmp_path: Path, kafka_bootstrap: str, secret_env: str
 ) -> None:
     season = Season(tmp_path / "season", 200, seed=9)
-    settings = live_settings(kafka_bootstrap, tmp_path, clock="wall", max_source_silence=6.0)
+    settings = live_settings(
+        kafka_bootstrap, tmp_path, clock="wall", max_source_silence=6.0, policy_file=season.policy_file
+    )
     asyncio.run(ensure_topics(settings))
     workers = Workers(settings, tmp_path)
     started = time.monotonic()

@@ -28,6 +28,15 @@ MINIMUM_LIVING = 0.5
 """
 
 
+CONTINUITY = """
+[policy.continuity]
+counted_from = 2025
+months_per_lapsed_year = 1
+long_lapse_years = 4
+long_lapse_min_months = 6
+"""
+
+
 def write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "policy.toml"
     path.write_text(text, encoding="utf-8")
@@ -88,6 +97,23 @@ def test_shipped_policies_include_liuzhou_2024_and_a_liaoning_city() -> None:
         and format_date(liuzhou.collection_end) == "2023-12-31"
     )
     assert any(policy.pool.startswith("21") for policy in book)
+    # Liuzhou 2025-2027 with the national continuity figures; 2024 without continuity rules.
+    assert [p.coverage_year for p in book if p.pool == "450200"] == [2024, 2025, 2026, 2027]
+    assert liuzhou.continuity is None
+    for year in (2025, 2026, 2027):
+        policy = book.get("450200", year)
+        assert policy is not None and policy.continuity is not None
+        assert (policy.continuity.counted_from, policy.continuity.months_per_lapsed_year) == (2025, 1)
+        assert (policy.continuity.long_lapse_years, policy.continuity.long_lapse_min_months) == (4, 6)
+    assert book.history_years == 3
+
+
+def test_continuity_keys_left_out_take_the_national_figures(tmp_path: Path) -> None:
+    text = SPEC_EXAMPLE.replace("coverage_year = 2024", "coverage_year = 2026").replace("2023-", "2025-")
+    policy = load_policies(write(tmp_path, text + "\n[policy.continuity]\n")).get("450200", 2026)
+    assert policy is not None and policy.continuity is not None
+    assert policy.continuity.months(3, lapsed=1, repaired=0) == 4
+    assert policy.continuity.months(3, lapsed=5, repaired=5) == 6  # the floor after a long lapse
 
 
 @pytest.mark.parametrize(
@@ -100,6 +126,19 @@ def test_shipped_policies_include_liuzhou_2024_and_a_liaoning_city() -> None:
         (SPEC_EXAMPLE.replace("ORPHAN = 1.0", "ORPHAN = 1.5"), "subsidy.ORPHAN"),
         (SPEC_EXAMPLE.replace('"380.00"', '"380.001"'), "contribution"),
         (SPEC_EXAMPLE + SPEC_EXAMPLE, "two policies for pool 450200 and coverage year 2024"),
+        (
+            SPEC_EXAMPLE + CONTINUITY.replace("counted_from = 2025", "counted_from = 2028"),
+            "continuity.counted_from 2028 is after the coverage year 2024",
+        ),
+        (
+            SPEC_EXAMPLE + CONTINUITY.replace("months_per_lapsed_year", "months_per_lapse_year"),
+            "continuity.months_per_lapse_year: Extra inputs are not permitted",
+        ),
+        (
+            SPEC_EXAMPLE + CONTINUITY.replace("long_lapse_years = 4", "long_lapse_years = 0"),
+            "continuity.long_lapse_years",
+        ),
+        ("history_years = -1\n" + SPEC_EXAMPLE, "history_years: a number of coverage years from 0 to 100, got -1"),
     ],
 )
 def test_malformed_policies_are_clear_errors(tmp_path: Path, text: str, message: str) -> None:

@@ -127,7 +127,7 @@ def test_figures_equal_a_direct_computation_from_the_replay(
 def test_the_sink_command_follows_a_live_season_into_postgresql(
     tmp_path: Path, kafka_bootstrap: str, pg_schema: str, season: Season
 ) -> None:
-    settings = live_settings(kafka_bootstrap, tmp_path)
+    settings = live_settings(kafka_bootstrap, tmp_path, policy_file=season.policy_file)
     workers = Workers(settings, tmp_path)
     workers.start()
     env = {

@@ -168,3 +168,11 @@ def test_the_funnel_forwards_the_bytes_unchanged_or_dead_letters_them() -> None:
     letter = decode_message(wrong.value, ("DeadLetter",))
     assert wrong.topic == TOPICS.dead_letters and isinstance(letter, DeadLetter) and letter.offset == 6
     assert status.forwarded == 1
+
+
+def test_the_status_counts_records_of_forgotten_years() -> None:
+    status = WorkerStatus()
+    processor = RulesProcessor(load_policies(), TOPICS, 0, DictData(), status)
+    late = registration("eve", "2021-09-05T10:00", "E0", year=2022, recorded="2027-01-05T08:00")
+    processor.process([(0, encode_message(tick("2027-01-01T00:00"))), (1, encode_message(late))])
+    assert status.as_dict()["left_out"] == {"forgotten": 1}  # history_years = 3: 2022 is before 2024

@@ -411,3 +411,22 @@ def test_ticks_never_move_time_back() -> None:
     season.feed(roster("quin", "2023-09-01T08:00"), tick(FIRST_CHECKPOINT_TICK))
     season.feed(roster("quin", "2023-10-02T08:00", action="LEFT"))
     assert season.feed(tick("2023-09-20T00:00"), tick(FIRST_CHECKPOINT_TICK)) == []
+
+
+def test_a_change_of_the_payer_after_the_due_time_opens_paid_unregistered_at_once() -> None:
+    season = Season()
+    season.feed(payment("vin", "2023-10-02T08:00", "P1"), registration("vin", "2023-10-03T08:00", "E1"))
+    assert season.feed(tick("2023-10-20T00:00")) == []
+    # The registration is cancelled after the clock passed the grace days: the change itself opens it.
+    [opened] = season.feed(registration("vin", "2023-10-21T08:00", "E1", action="CANCELLED"))
+    assert (opened.kind, opened.status, opened.as_of) == ("PAID_UNREGISTERED", "OPEN", at("2023-10-21T08:00"))
+
+
+def test_a_roster_student_is_checked_only_for_the_years_they_joined_the_roster_by() -> None:
+    season = Season()  # Liuzhou 2024-2027; the student joins in September 2026
+    season.feed(roster("xia", "2026-09-01T08:00"))
+    opened = season.feed(tick("2026-10-01T00:00"))
+    assert sorted((a.kind, a.coverage_year) for a in opened) == [("UNENROLLED", 2026), ("UNENROLLED", 2027)]
+    earlier = Season()  # on the roster since 2023: every year with a policy
+    earlier.feed(roster("yan", "2023-09-01T08:00"))
+    assert sorted(a.coverage_year for a in earlier.feed(tick("2026-10-01T00:00"))) == [2024, 2025, 2026, 2027]

@@ -21,11 +21,11 @@ LARGE = 100_000
 class Season:
     """A generated season, ingested and replayed with the commands a user runs."""
 
-    def __init__(self, folder: Path, students: int, seed: int) -> None:
+    def __init__(self, folder: Path, students: int, seed: int, years: tuple[str, str] = ("--year", "2024")) -> None:
         self.folder = folder
         run = enrollbridge(
-            "synth", "--pool", "450200", "--year", "2024", "--students", students, "--seed", seed, "--out", folder
-        )
+            "synth", "--pool", "450200", *years, "--students", students, "--seed", seed, "--out", folder,
+        )  # fmt: skip
         assert run.returncode == 0, run.stderr
         self.manifest: dict[str, Any] = orjson.loads((folder / "manifest.json").read_bytes())
         self.ingest_output: dict[str, str] = {}
@@ -42,6 +42,7 @@ class Season:
             assert run.returncode == 0, run.stderr
             self.ingest_output[source] = run.stdout
         self.alerts = folder / "alerts.jsonl"
+        self.coverage = folder / "coverage.jsonl"
         self.replay_output = self.replay(self.alerts, *(self.events(s) for s in SOURCES))
 
     def events(self, source: str) -> Path:
@@ -49,8 +50,9 @@ class Season:
 
     def replay(self, out: Path, *inputs: Path) -> str:
         run = enrollbridge(
-            "replay", *inputs, "--policy", self.folder / "policy.toml", "--until", self.manifest["until"], "--out", out
-        )
+            "replay", *inputs, "--policy", self.folder / "policy.toml", "--until", self.manifest["until"],
+            "--out", out, "--coverage-out", self.coverage,
+        )  # fmt: skip
         assert run.returncode == 0, run.stderr
         return run.stdout
 
@@ -63,6 +65,11 @@ def large_season(tmp_path_factory: pytest.TempPathFactory, secret_module: None) 
 @pytest.fixture(scope="module")
 def small_season(tmp_path_factory: pytest.TempPathFactory, secret_module: None) -> Season:
     return Season(tmp_path_factory.mktemp("small"), 4_000, seed=5)
+
+
+@pytest.fixture(scope="module")
+def three_seasons(tmp_path_factory: pytest.TempPathFactory, secret_module: None) -> Season:
+    return Season(tmp_path_factory.mktemp("seasons"), 3_000, seed=3, years=("--years", "2025..2027"))
 
 
 @pytest.fixture(scope="module")
@@ -184,3 +191,74 @@ def _valid(number: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def test_seasons_after_2024_replay_to_their_ground_truth_waiting_periods_and_all(three_seasons: Season) -> None:
+    manifest = three_seasons.manifest
+    assert manifest["years"] == [2025, 2026, 2027] and manifest["coverage_year"] == 2027
+    assert set(manifest["continuity"]) == {"continuous", "lapsed", "repaired", "first_time"}
+    truth_lines = [
+        orjson.loads(line) for line in (three_seasons.folder / "expected_alerts.jsonl").read_bytes().splitlines()
+    ]
+    truth = {line["alert_id"]: (line["kind"], line["status"]) for line in truth_lines}
+    assert _final_states(three_seasons.alerts.read_bytes()) == truth
+    assert {line["coverage_year"] for line in truth_lines} == {2025, 2026, 2027}
+    # Every waiting period ends with the terms the ground truth computed: lapses and repairs among them.
+    terms = {
+        line["alert_id"]: (line["benefit_start"], line.get("lapsed_years"), line.get("repaired_years"))
+        for line in truth_lines
+        if line["kind"] == "WAITING_PERIOD" and line["status"] == "OPEN"
+    }
+    last: dict[str, Any] = {}
+    for line in three_seasons.alerts.read_bytes().splitlines():
+        record = orjson.loads(line)
+        if record["kind"] == "WAITING_PERIOD":
+            last[record["alert_id"]] = record
+    shown = {
+        alert_id: (r["details"]["benefit_start"], r["details"].get("lapsed_years"), r["details"].get("repaired_years"))
+        for alert_id, r in last.items()
+        if r["status"] == "OPEN"
+    }
+    assert shown == terms
+    assert sum(1 for _, lapsed, _ in terms.values() if lapsed) > 100
+    assert sum(1 for _, _, repaired in terms.values() if repaired) > 50
+    assert sum(1 for _, lapsed, _ in terms.values() if lapsed == 0) > 10  # late payers without a lapse
+
+
+def test_continuous_years_of_the_coverage_records_agree_with_the_ground_truth(three_seasons: Season) -> None:
+    final: dict[str, dict[str, Any]] = {}
+    for line in three_seasons.coverage.read_bytes().splitlines():
+        record = orjson.loads(line)
+        if record["coverage_year"] == 2027:
+            final[record["person_key"]] = record
+    counts: dict[str, int] = {}
+    for record in final.values():
+        if record["on_roster"]:
+            years = str(record.get("continuous_years") or 0)
+            counts[years] = counts.get(years, 0) + 1
+    assert counts == three_seasons.manifest["continuous_years"]
+    assert {"1", "2", "3", "4"} <= set(counts)
+
+
+def test_the_policy_file_of_several_seasons_holds_each_of_them(three_seasons: Season) -> None:
+    from streams.core.policy import load_policies
+
+    book = load_policies(three_seasons.folder / "policy.toml")
+    assert [(p.pool, p.coverage_year) for p in book] == [("450200", 2025), ("450200", 2026), ("450200", 2027)]
+    assert book.history_years == 3 and all(p.continuity is not None for p in book)
+
+
+def test_synth_says_which_season_has_no_policy_and_wants_one_way_to_name_the_years(
+    tmp_path: Path, secret_env: str
+) -> None:
+    missing = enrollbridge("synth", "--pool", "450200", "--years", "2022..2027", "--students", 10, "--out", tmp_path)
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines()[-1] == (
+        "enrollbridge: error: no policy for pool 450200 and coverage year 2022; pass --policy with one"
+    )
+    both = enrollbridge(
+        "synth", "--pool", "450200", "--year", 2027, "--years", "2025..2027", "--students", 10, "--out", tmp_path
+    )
+    assert both.returncode == 2 and "give --year YEAR or --years FIRST..LAST, not both" in both.stderr
+    backwards = enrollbridge("synth", "--pool", "450200", "--years", "2027..2025", "--students", 10, "--out", tmp_path)
+    assert backwards.returncode == 2 and "expected FIRST..LAST" in backwards.stderr

@@ -126,9 +126,31 @@ def test_a_state_stored_before_versions_is_read_with_version_time_occurred_at() 
     assert state.roster[("S1", "ann-S1")].school_name is None
     assert state.open_alerts[("UNENROLLED", 2024, "450200")].school_code == "S1"
     assert state.records == 5
-    # It goes on under the version rule: the cancellation delivered again changes nothing; it is written as format 2.
+    # It goes on under the version rule: the cancellation delivered again changes nothing; it is written as format 3.
     assert state.apply(cancelled) is Change.NONE
-    assert dump_state(state).startswith(b"[2,") and load_state(dump_state(state)) == state
+    assert dump_state(state).startswith(b"[3,") and load_state(dump_state(state)) == state
+
+
+# What the worker's table held before years of history (format 2), as that version of dump_state wrote it.
+FORMAT_2 = (
+    b'[2,"450202********0011",[["026ac1023fe877272b2b572df1094d70",1693526400000,1693526400000,true,"S1","ann-S1",'
+    b'"PRIMARY","450202","\xe4\xb8\x80\xe5\xb0\x8f"]],[["52cda408784e4b0743a7a12611fcc023",1696464000000,1696464000000,'
+    b'false,"E1","RESIDENT","450202",2024]],[["P1",["96535c571f4ffedda6fb6efaa081ee00",1693958400000,1693958400000,'
+    b'38000,"450202",2024,null],null]],[],[[["E","E1"],[["993a85192add3fdb37813c3a2af13a65",1693872000000,'
+    b'1693872000000,true,"E1","RESIDENT","450202",2024]]]],[["UNENROLLED",2024,"450200","450200","450202","S1",'
+    b'"PRIMARY","ann-S1","\xe4\xb8\x80\xe5\xb0\x8f"]],0]'
+)
+
+
+def test_a_state_stored_before_years_of_history_is_read_with_nothing_forgotten() -> None:
+    state = load_state(FORMAT_2)
+    assert state.past is None and state.kept(1990)
+    assert not state.registrations["E1"].active and state.at(at("2023-09-30T00:00")).registrations["E1"].active
+    assert state.open_alerts[("UNENROLLED", 2024, "450200")].school_name == "一小"
+    assert state.open_alerts[("UNENROLLED", 2024, "450200")].benefit_start is None
+    assert state.records == 4
+    again = dump_state(state)
+    assert again.startswith(b"[3,") and again.endswith(b",0,null,[]]") and load_state(again) == state
 
 
 # -- bounds ----------------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ def _publish_log(settings: Settings, season: Season) -> int:
 @pytest.mark.kafka
 def test_sigterm_stops_a_worker_under_load_within_10_s(tmp_path: Path, kafka_bootstrap: str) -> None:
     season = Season(tmp_path / "season", 2_500, seed=5)
-    settings = live_settings(kafka_bootstrap, tmp_path)
+    settings = live_settings(kafka_bootstrap, tmp_path, policy_file=season.policy_file)
     asyncio.run(ensure_topics(settings))
     total = _publish_log(settings, season)
     worker = start_worker(settings, tmp_path / "worker.log")

@@ -15,6 +15,7 @@ from typing import Any
 
 import openpyxl
 import pytest
+from openpyxl.utils import get_column_letter
 
 from connectors.postgres_sink import PostgresSink
 from enrollbridge.names import KIND_NAMES, SchoolNames, region_label, region_name
@@ -124,7 +125,8 @@ def test_the_xlsx_amounts_sum_in_excel_and_times_are_china_standard_time(
         paid, owed, when, ident = (
             header.index(h) + 1 for h in ("已缴（元）", "应缴（元）", "预警时间（北京时间）", "预警编号")
         )
-        assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == f"A1:R{sheet.max_row}"
+        last = get_column_letter(len(COLUMNS))
+        assert sheet.freeze_panes == "A2" and sheet.auto_filter.ref == f"A1:{last}{sheet.max_row}"
         assert all(sheet.column_dimensions[letter].width > 8 for letter in "ADFP")
         for row in range(2, sheet.max_row + 1):
             rows_seen += 1
@@ -281,3 +283,40 @@ def test_codes_that_clean_to_the_same_name_get_their_own_files(tmp_path: Path) -
     alerts = [_alert(n, school_code=code, student_ref=f"XJ{n}") for n, code in enumerate(["a/b", "a_b", "a\\b"])]
     write_worklists(alerts, tmp_path)
     assert len(list(tmp_path.glob("school-*.csv"))) == 3
+
+
+def _waiting(pool: str, year: int, lapsed: int | None, repaired: int | None) -> AlertRecord:
+    from schemas.times import parse_date
+
+    return AlertRecord(
+        alert_id="0" * 64, kind="WAITING_PERIOD", status="OPEN", person_key="1" * 64, coverage_year=year, pool=pool,
+        as_of=0, severity="INFO", evidence=(), details={
+            "county": pool[:4] + "02", "masked_id": "450202********0011", "benefit_start": parse_date("2027-06-01"),
+            "lapsed_years": lapsed, "repaired_years": repaired,
+        },
+    )  # fmt: skip
+
+
+def test_the_next_step_of_a_waiting_period_says_its_months_and_what_a_repair_would_do() -> None:
+    from enrollbridge.worklist import next_step, row_of
+    from streams.core.policy import load_policies
+    from tests.test_continuity import GUIYANG
+
+    shipped = load_policies()
+    zh, en = next_step(_waiting("450200", 2027, 2, 0), shipped)
+    assert zh == (
+        "告知家庭：待遇自 2027-06-01 起享受（等待期 5 个月，断保 2 年）；"
+        "每修复缴费一年（440.00 元）缩短 1 个月，修复 2 年可缩短至 3 个月"
+    )
+    assert en.endswith("each year of repair payment (440.00 yuan) shortens it by 1 month(s), 2 year(s) to 3 months")
+    assert next_step(_waiting("450200", 2027, 2, 2), shipped)[0].endswith("已修复 2 年）；修复缴费不能再缩短")
+    # A long lapse (Guiyang-like: 3 years or more, at least 9 months, 2 months a year): repairs stop at the floor.
+    zh, _ = next_step(_waiting("520100", 2029, 3, 0), load_policies(GUIYANG))
+    assert zh.endswith("（等待期 9 个月，断保 3 年）；修复缴费不能再缩短")
+    zh, _ = next_step(_waiting("520100", 2029, 2, 0), load_policies(GUIYANG))
+    assert zh.endswith("（等待期 7 个月，断保 2 年）；每修复缴费一年（400.00 元）缩短 2 个月，修复 2 年可缩短至 3 个月")
+    # Before continuity rules, the fixed months; without a policy, the date alone.
+    assert next_step(_waiting("450200", 2024, None, None), shipped)[0].endswith("（等待期 3 个月）")
+    assert next_step(_waiting("450300", 2027, 1, 0), shipped)[0] == "告知家庭：待遇自 2027-06-01 起享受"
+    row = row_of(_waiting("450200", 2027, 2, 1), policies=shipped)
+    assert (row["lapsed_years"], row["repaired_years"], row["kind_zh"]) == (2, 1, "待遇等待期（逾期缴费或断保）")

@@ -1,9 +1,15 @@
-"""A synthetic season for one pooling area and coverage year, with its ground truth.
+"""A synthetic season for one pooling area and coverage year, with its ground truth -- or several
+seasons in a row (``--years 2025..2027``): the last is the current season, the earlier ones its
+history.
 
-Each student gets one profile: normal, or one anomaly. The anomaly decides the records written
-for the student and the alerts the rules must produce, so part of the ground truth is known by
-construction; the rest (UNENROLLED and UNPAID, which depend on timing) is computed by
-``enrollbridge.synth.truth`` from the student's planned records, without the rules.
+Each student gets one profile for the last season: normal, or one anomaly. The anomaly decides the
+records written for the student and the alerts the rules must produce, so part of the ground truth
+is known by construction. Over several seasons each student also has a continuity profile for the
+earlier ones: continuously covered, lapsed (covered once, then not), repaired (lapsed, and pays
+repair contributions in the last season) or first-time (never covered before). The rest of the
+truth (UNENROLLED and UNPAID, which depend on timing; WAITING_PERIOD, which depends on the years
+covered) is computed by ``enrollbridge.synth.truth`` from the student's planned records, without the
+rules.
 
 Generation streams student by student: memory does not grow with the number of students.
 """
@@ -26,13 +32,16 @@ from enrollbridge.synth.geography import AGES, TYPE_SHARES, School, counties_of,
 from enrollbridge.synth.output import SourceFile
 from enrollbridge.synth.people import IdentityFactory, birth_date, legacy_form, random_name
 from enrollbridge.synth.truth import (
+    Continuity,
     Contribution,
     PlannedPayment,
     PlannedRegistration,
     PlannedStatus,
     SeasonTruth,
     StudentHistory,
+    YearRules,
 )
+from infra.errors import InputError
 from schemas.regions import pool_of
 from schemas.times import (
     CST,
@@ -40,7 +49,6 @@ from schemas.times import (
     add_months,
     days_to_date,
     format_date,
-    local_day,
     start_of_local_day,
     year_bounds,
 )
@@ -76,7 +84,12 @@ DEFAULT_RATES: dict[str, float] = {
     "redelivered": 0.01,  # share of rows delivered twice
     "bad_rows": 0.002,  # extra rows that must be dead-lettered
     "legacy_id": 0.5,  # share of pre-2000 numbers the tax bureau sends in the 15-digit form
+    # Over several seasons (--years), how students were covered in the earlier ones; the rest continuously.
+    "lapsed": 0.08,  # covered once (possibly before the first season), then not: a waiting period now
+    "repaired": 0.04,  # lapsed, and pays repair contributions (修复缴费) in the last season
+    "first_time": 0.05,  # never covered before the last season (not a lapse)
 }
+CONTINUITY_PROFILES = ("lapsed", "repaired", "first_time")
 SOURCES = ("education", "insurance", "tax", "hardship")
 _BAD_ROW_CODES: dict[str, tuple[str, ...]] = {
     "education": ("BAD_CHECK_CHARACTER", "BAD_BIRTH_DATE", "UNKNOWN_ENUM", "BAD_REGION", "BAD_TIME", "MISSING_FIELD"),
@@ -101,6 +114,20 @@ class SeasonConfig:
     rates: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_RATES))
     file_format: str = "csv"
     headers: str = "chinese"
+    history: tuple[Policy, ...] = ()  # the policies of the earlier seasons, oldest first (--years)
+
+
+def season_config(
+    policies: PolicyBook, pool: str, first: int, last: int, students: int, seed: int, out: Path
+) -> SeasonConfig:
+    """A season of ``last`` with the seasons from ``first`` on as its history; each needs a policy."""
+    found = []
+    for year in range(first, last + 1):
+        policy = policies.get(pool, year)
+        if policy is None:
+            raise InputError(f"no policy for pool {pool} and coverage year {year}; pass --policy with one")
+        found.append(policy)
+    return SeasonConfig(pool, last, students, seed, out, found[-1], policies, history=tuple(found[:-1]))
 
 
 @dataclass
@@ -114,6 +141,7 @@ class _Student:
     student_ref: str
     history: StudentHistory
     rows: list[tuple[int, str, dict[str, str]]] = field(default_factory=list)
+    region: str | None = None  # where the student registers, once chosen (kept over the seasons)
 
 
 def _time_text(ms: int, with_offset: bool) -> str:
@@ -131,8 +159,7 @@ class SeasonGenerator:
     def __init__(self, config: SeasonConfig, secret: Secret) -> None:
         self.config = config
         self.secret = secret
-        self.policy = config.policy
-        self.year = config.coverage_year
+        self.final = config.policy
         self.rng = random.Random(config.seed)
         self.schools = plan_schools(config.pool, config.students, self.rng)
         self.counties = [county.code for county in counties_of(config.pool)]
@@ -140,24 +167,26 @@ class SeasonGenerator:
         self.elsewhere_pool = neighbour_pool(config.pool, {policy.pool for policy in config.policies})
         self.elsewhere_county = self.elsewhere_pool[:4] + "02"
         self.rates = {**DEFAULT_RATES, **config.rates}
-        self.collection_start = start_of_local_day(self.policy.collection_start)
-        self.collection_end = self.policy.collection_end_at
-        self.first_checkpoint = self.policy.first_checkpoint_passes_at
-        self.until = start_of_local_day(add_months(self.policy.collection_end, 3) + 1)
-        self.full_subsidy = sorted(c for c, share in self.policy.subsidy.items() if share >= 1.0)
-        self.partial_subsidy = sorted(c for c, share in self.policy.subsidy.items() if 0.0 < share < 1.0)
+        self._use(self.final)
+        self.until = start_of_local_day(add_months(self.final.collection_end, 3) + 1)
+        self.full_subsidy = sorted(c for c, share in self.final.subsidy.items() if share >= 1.0)
+        self.partial_subsidy = sorted(c for c, share in self.final.subsidy.items() if 0.0 < share < 1.0)
         self.serial = 0
-        self.truth = SeasonTruth(
-            config.pool,
-            self.year,
-            self.first_checkpoint,
-            Contribution(self.policy.contribution_fen, self.policy.subsidy),
-        )
+        self.truth = SeasonTruth(config.pool, [_year_rules(p) for p in (*config.history, self.final)])
         self.profile_counts: Counter[str] = Counter()
+        self.continuity_counts: Counter[str] = Counter()
         self.bad_rows: Counter[tuple[str, str]] = Counter()
         self._owed: dict[frozenset[str], int] = {}
         type_names = list(TYPE_SHARES)
         self._type_cumulative = (type_names, list(TYPE_SHARES.values()))
+
+    def _use(self, policy: Policy) -> None:
+        """Plan the records of this policy's season (its coverage year, collection period, checkpoint)."""
+        self.policy = policy
+        self.year = policy.coverage_year
+        self.collection_start = start_of_local_day(policy.collection_start)
+        self.collection_end = policy.collection_end_at
+        self.first_checkpoint = policy.first_checkpoint_passes_at
 
     # -- times ---------------------------------------------------------------------------------
 
@@ -205,7 +234,9 @@ class SeasonGenerator:
         names, weights = self._type_cumulative
         school_type = self.rng.choices(names, weights)[0]
         school = self.rng.choice(self.schools[school_type])
-        number = self.ids.new(birth_date(self.rng, self.year, AGES[school_type]))
+        # Of the school's age at the first season: born before any record of the student.
+        first_year = (self.config.history or (self.final,))[0].coverage_year
+        number = self.ids.new(birth_date(self.rng, first_year, AGES[school_type]))
         key = person_key(number, self.secret)
         return _Student(
             number, key, random_name(self.rng), school, f"XJ{self.config.pool}-{index:09d}", StudentHistory(key)
@@ -232,7 +263,9 @@ class SeasonGenerator:
         active: bool = True,
     ) -> str:
         ref = ref or self._ref("CB")
-        student.history.registrations.append(PlannedRegistration(at, ref, insurance_type, pool_of(region), active))
+        student.history.registrations.append(
+            PlannedRegistration(at, ref, insurance_type, pool_of(region), active, self.year)
+        )
         national_code = {"RESIDENT": "390", "EMPLOYEE": "310"}[insurance_type]
         row = {
             "id_number": student.number,
@@ -243,9 +276,18 @@ class SeasonGenerator:
         student.rows.append((at, "insurance", row))
         return ref
 
-    def _pay(self, student: _Student, at: int, fen: int, region: str, ref: str | None = None, paid: bool = True) -> str:
+    def _pay(
+        self,
+        student: _Student,
+        at: int,
+        fen: int,
+        region: str,
+        ref: str | None = None,
+        paid: bool = True,
+        repair: bool = False,
+    ) -> str:
         ref = ref or self._ref("PJ")
-        student.history.payments.append(PlannedPayment(at, ref, fen, pool_of(region), paid))
+        student.history.payments.append(PlannedPayment(at, ref, fen, pool_of(region), paid, self.year, repair))
         number = student.number
         legacy = legacy_form(number)
         if legacy and self.rng.random() < self.rates["legacy_id"]:
@@ -255,37 +297,91 @@ class SeasonGenerator:
             "region": region, "action": "PAID" if paid else "REFUNDED", "occurred_at": _time_text(at, True),
             "payment_ref": ref, "channel": self.rng.choice(("微信", "支付宝", "银行", "税务APP", "窗口")),
         }  # fmt: skip
+        if repair:
+            row["purpose"] = "修复缴费" if self.rng.random() < 0.5 else "REPAIR"
         student.rows.append((at, "tax", row))
         return ref
 
     def _certify(self, student: _Student, category: str, approval_region: str) -> None:
         at = self._instant(self.collection_start - 200 * MS_PER_DAY, self.collection_start - 20 * MS_PER_DAY)
-        student.history.statuses.append(PlannedStatus(at, category, True))
         first, last = year_bounds(self.year)
+        # Over several seasons a status is valid from the last one (the earlier ones were paid in full).
+        valid_from = first if self.config.history else first - 365
+        open_ended = self.rng.random() >= 0.5
+        student.history.statuses.append(
+            PlannedStatus(at, category, True, days_to_date(valid_from).year, None if open_ended else self.year)
+        )
         row = {
             "id_number": student.number, "category": category, "approval_region": approval_region,
-            "action": "CERTIFIED", "valid_from": format_date(first - 365),
-            "valid_to": format_date(last) if self.rng.random() < 0.5 else "",
+            "action": "CERTIFIED", "valid_from": format_date(valid_from),
+            "valid_to": "" if open_ended else format_date(last),
             "occurred_at": _time_text(at, True), "status_ref": self._ref("KN"),
         }  # fmt: skip
         student.rows.append((at, "hardship", row))
 
     def _expected_fen(self, categories: list[str]) -> int:
+        """What a student with these categories owes in the season being planned (the last one)."""
         key = frozenset(categories)
         owed = self._owed.get(key)
         if owed is None:
-            owed = self._owed[key] = self.truth.contribution.owed(categories)
+            owed = self._owed[key] = self.truth.rules[self.year].contribution.owed(categories)
         return owed
 
     # -- profiles ------------------------------------------------------------------------------
 
+    def _join_time(self) -> int:
+        """When a student joins the roster: shortly before the (first) season's collection period."""
+        return self._instant(self.collection_start - 7 * MS_PER_DAY, self.first_checkpoint - 20 * MS_PER_DAY)
+
+    def _plan_history(self, student: _Student, continuity: str) -> None:
+        """The earlier seasons of a student: covered (registered, paid on time) or not, by profile."""
+        history = self.config.history
+        self._use(history[0])
+        self._enrol(student, self._join_time())
+        student.region = self.rng.choice(self.counties)
+        seasons = len(history)
+        covered, before = [False] * seasons, False
+        if continuity == "continuous":
+            # From the first season, from the one before it too, or (first enrolled later) from a later one.
+            start = self.rng.choice((0, 0, -1, -1, self.rng.randrange(seasons)))
+            covered, before = [index >= start for index in range(seasons)], start < 0
+        elif continuity in ("lapsed", "repaired"):
+            # Covered in the season before the first, some seasons since, but not the last: a lapse.
+            covered, before = [self.rng.random() < 0.5 for _ in range(seasons - 1)] + [False], True
+        if before:  # the year before the first season has no policy here: a resident registration counts
+            self.year = history[0].coverage_year - 1
+            self._register(
+                student,
+                self._instant(self.collection_start - 380 * MS_PER_DAY, self.collection_start - 300 * MS_PER_DAY),
+                student.region,
+            )
+        for policy, held in zip(history, covered, strict=True):
+            if held:
+                self._use(policy)
+                registered = self._registration_time()
+                self._register(student, registered, student.region)
+                self._pay(student, self._paid_after(registered), policy.contribution_fen, student.region)
+        self._use(self.final)
+        if continuity == "repaired":
+            lapsed = seasons - max((index + 1 for index, held in enumerate(covered) if held), default=0)
+            years = self.rng.randint(1, lapsed + 1)  # sometimes more than lapsed: never below the fixed months
+            repair = self.final.contribution_fen * years + self.rng.choice((0, 0, self.final.contribution_fen // 2))
+            self._pay(student, self._registration_time(), repair, student.region, repair=True)
+
+    def _continuity(self) -> str:
+        roll = self.rng.random()
+        for continuity in CONTINUITY_PROFILES:
+            roll -= self.rates.get(continuity, 0.0)
+            if roll < 0:
+                return continuity
+        return "continuous"
+
     def _plan(self, student: _Student, profile: str) -> None:
         """Write the records of one profile and note the alerts it must raise (beyond roster timing)."""
-        region = self.rng.choice(self.counties)
+        region = student.region or self.rng.choice(self.counties)
         full = self.policy.contribution_fen
-        self._enrol(
-            student, self._instant(self.collection_start - 7 * MS_PER_DAY, self.first_checkpoint - 20 * MS_PER_DAY)
-        )
+        if not student.history.roster:
+            self._enrol(student, self._join_time())
         known = student.history.known
         if profile in ("unenrolled", "left"):
             if profile == "left":
@@ -304,14 +400,14 @@ class SeasonGenerator:
             self._register(student, registered, region)
             self._pay(student, self._paid_after(registered), full, region)
             self._register(student, self._registration_time(), self.elsewhere_county)
-            known[("DUPLICATE_ENROLLMENT", "")] = "OPEN"
+            known[("DUPLICATE_ENROLLMENT", self.year, "")] = "OPEN"
             return
         if profile == "duplicate_employee":
             registered = self._registration_time()
             self._register(student, registered, region)
             self._pay(student, self._paid_after(registered), full, region)
             self._register(student, self._registration_time(), region, insurance_type="EMPLOYEE")
-            known[("DUPLICATE_ENROLLMENT", "")] = "OPEN"
+            known[("DUPLICATE_ENROLLMENT", self.year, "")] = "OPEN"
             return
         if profile == "duplicate_cleaned":
             # A duplicate the insurance bureau cleans: the second registration is cancelled once both were
@@ -324,7 +420,7 @@ class SeasonGenerator:
             both = max(registered, second)
             cancelled = self._instant(both + MS_PER_DAY, both + 40 * MS_PER_DAY)
             self._register(student, cancelled, self.elsewhere_county, ref=other, active=False)
-            known[("DUPLICATE_ENROLLMENT", "")] = "RESOLVED"
+            known[("DUPLICATE_ENROLLMENT", self.year, "")] = "RESOLVED"
             return
         if profile == "hardship_wrong_place":
             category = self.rng.choice(self.partial_subsidy + self.full_subsidy)
@@ -334,7 +430,7 @@ class SeasonGenerator:
             owed = self._expected_fen([category])
             if owed:
                 self._pay(student, self._paid_after(registered), owed, region)
-            known[("HARDSHIP_WRONG_PLACE", "")] = "OPEN"
+            known[("HARDSHIP_WRONG_PLACE", self.year, "")] = "OPEN"
             return
         if profile == "hardship":
             category = self.rng.choice(self.partial_subsidy + self.full_subsidy)
@@ -364,18 +460,15 @@ class SeasonGenerator:
                     ref=extra,
                     paid=False,
                 )
-            known[("OVERPAID", self.config.pool)] = "RESOLVED" if refunded else "OPEN"
+            known[("OVERPAID", self.year, self.config.pool)] = "RESOLVED" if refunded else "OPEN"
             return
         if profile == "paid_unregistered":
             self._pay(student, self._registration_time(), full, region)
-            known[("PAID_UNREGISTERED", self.config.pool)] = "OPEN"
+            known[("PAID_UNREGISTERED", self.year, self.config.pool)] = "OPEN"
             return
         if profile == "late_payment":
             self._register(student, self._registration_time(), region)
-            paid = self._late_time()
-            self._pay(student, paid, full, region)
-            known[("WAITING_PERIOD", self.config.pool)] = "OPEN"
-            student.history.benefit_start = add_months(local_day(paid), self.policy.waiting_period_months)
+            self._pay(student, self._late_time(), full, region)  # the truth finds its waiting period
             return
         # normal: registers and pays in the collection period
         registered = self._registration_time()
@@ -455,6 +548,10 @@ class SeasonGenerator:
                 student = self._student(index)
                 profile = self._profile()
                 self.profile_counts[profile] += 1
+                if self.config.history:
+                    continuity = self._continuity()
+                    self.continuity_counts[continuity] += 1
+                    self._plan_history(student, continuity)
                 self._plan(student, profile)
                 for _, source, row in sorted(student.rows, key=lambda item: item[0]):
                     files[source].write(row, redeliver=self.rng.random() < redelivered)
@@ -471,7 +568,8 @@ class SeasonGenerator:
             source_file.close()
         manifest = self._manifest(files)
         (out / "manifest.json").write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2) + b"\n")
-        (out / "policy.toml").write_text(self.policy.to_toml(), encoding="utf-8")
+        policies = PolicyBook((*self.config.history, self.final), self.config.policies.history_years)
+        (out / "policy.toml").write_text(policies.to_toml(), encoding="utf-8")
         return manifest
 
     def _manifest(self, files: dict[str, SourceFile]) -> dict[str, Any]:
@@ -479,6 +577,7 @@ class SeasonGenerator:
         return {
             "pool": self.config.pool,
             "coverage_year": self.year,
+            "years": [policy.coverage_year for policy in (*self.config.history, self.final)],
             "students": self.config.students,
             "seed": self.config.seed,
             "until": _time_text(self.until, True),
@@ -495,6 +594,9 @@ class SeasonGenerator:
                 for source, f in files.items()
             },
             "profiles": dict(sorted(self.profile_counts.items())),
+            "continuity": dict(sorted(self.continuity_counts.items())),
+            # Students on a roster at the end, by continuous covered years ending with the last season.
+            "continuous_years": {str(years): n for years, n in sorted(self.truth.continuity.items())},
             "alerts": {
                 kind: {status: n for (k, status), n in sorted(self.truth.counts.items()) if k == kind}
                 for kind in sorted({k for k, _ in self.truth.counts})
@@ -507,3 +609,20 @@ class SeasonGenerator:
 
 def _with_check(first17: str) -> str:
     return first17 + check_character(first17)
+
+
+def _year_rules(policy: Policy) -> YearRules:
+    """A policy as the ground truth reads it: plain numbers, none of the rules' code."""
+    rules = policy.continuity
+    return YearRules(
+        policy.coverage_year,
+        policy.first_checkpoint_passes_at,
+        policy.collection_end_at,
+        Contribution(policy.contribution_fen, policy.subsidy),
+        policy.waiting_period_months,
+        None
+        if rules is None
+        else Continuity(
+            rules.counted_from, rules.months_per_lapsed_year, rules.long_lapse_years, rules.long_lapse_min_months
+        ),
+    )

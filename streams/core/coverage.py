@@ -14,12 +14,12 @@ event's own time.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import NamedTuple
 
 from schemas.models import CoverageRecord
+from schemas.times import end_of_local_day, year_bounds
 from streams.core.policy import PolicyBook
-from streams.core.rules import Cause, is_covered, latest_membership
+from streams.core.rules import Cause, continuous_years, coverage_by_year, latest_membership
 from streams.core.state import Membership, PersonState
 
 CoverageKey = tuple[int, str]  # (coverage year, roster pool)
@@ -32,6 +32,7 @@ class CoverageStatus(NamedTuple):
     registered: bool
     covered: bool
     school_name: str | None
+    continuous_years: int | None
 
 
 # The statuses at ``start`` and at every later business time where they can change.
@@ -39,32 +40,29 @@ Timeline = list[tuple[int, dict[CoverageKey, CoverageStatus]]]
 
 
 def coverage_of(state: PersonState, policies: PolicyBook) -> dict[CoverageKey, CoverageStatus]:
-    """For each pool the person is on a roster of, and each coverage year with a policy there."""
-    latest: dict[str, Membership] = {}
+    """For each pool the person is on a roster of, and each coverage year with a policy there that the
+    student joined the roster by 31 Dec of (and that the state has not forgotten)."""
+    members: dict[str, list[Membership]] = {}
     for membership in state.roster.values():
         if membership.enrolled:
-            current = latest.get(membership.pool)
-            if current is None or latest_membership(membership) > latest_membership(current):
-                latest[membership.pool] = membership
+            members.setdefault(membership.pool, []).append(membership)
+    if not members:
+        return {}
+    covered = coverage_by_year(state, policies)
+    registered = {r.coverage_year for r in state.registrations.values() if r.active}
     statuses: dict[CoverageKey, CoverageStatus] = {}
-    for pool, membership in latest.items():
+    for pool, memberships in members.items():
         for year in policies.years_of(pool):
-            registrations = [r for r in state.registrations.values() if r.active and r.coverage_year == year]
-            categories = tuple(sorted({h.category for h in state.hardship.values() if h.valid_in(year)}))
-            net_by_pool: dict[str, int] = {}
-            for payment in state.payments.values():
-                if payment.coverage_year == year:
-                    net_by_pool[payment.pool] = net_by_pool.get(payment.pool, 0) + payment.net_fen
-            covered = is_covered(registrations, net_by_pool, _expected(policies, year, categories))
+            year_end = end_of_local_day(year_bounds(year)[1])
+            joined = [m for m in memberships if m.occurred_at <= year_end]
+            if not joined or not state.kept(year):
+                continue
+            membership = max(joined, key=latest_membership)
             statuses[(year, pool)] = CoverageStatus(
-                membership.school_region, membership.school_code, membership.school_type, bool(registrations), covered,
-                membership.school_name,
+                membership.school_region, membership.school_code, membership.school_type, year in registered,
+                covered.get(year, False), membership.school_name, continuous_years(covered, state.past, year),
             )  # fmt: skip
     return statuses
-
-
-def _expected(policies: PolicyBook, year: int, categories: tuple[str, ...]) -> Callable[[str], int | None]:
-    return lambda pool: policies.expected_fen(pool, year, categories)
 
 
 def coverage_timeline(state: PersonState, policies: PolicyBook, start: int) -> Timeline:
@@ -106,6 +104,7 @@ def coverage_changes(
                     as_of=moment,
                     cause=cause.event_id,
                     school_name=last.school_name,
+                    continuous_years=last.continuous_years,
                 )
             )
             shown, written = status, True

@@ -3,6 +3,11 @@
 The engine owns the order of work; the store owns what must survive it: person states, the clock
 (the time of the latest tick) and the due times of payment grace periods. The offline replay and
 the live Faust worker drive the same engine; only the store differs (a dict, or a Faust table).
+
+Years of history: whenever the engine touches a person's state it first forgets the coverage years
+the policy file's ``history_years`` no longer keeps at the clock's time (streams.core.state), so a
+state holds a bounded number of years however many seasons the engine runs; a record of a forgotten
+year is left out and handed to ``on_forgotten``.
 """
 
 from __future__ import annotations
@@ -11,11 +16,19 @@ import heapq
 from collections.abc import Callable, Iterable, Iterator
 from typing import Protocol
 
-from schemas.models import AlertRecord, ClockTick, CoverageRecord, LogEvent, PaymentChange, SourceEvent
+from schemas.models import (
+    AlertRecord,
+    ClockTick,
+    CoverageRecord,
+    LogEvent,
+    PaymentChange,
+    RegistrationChange,
+    SourceEvent,
+)
 from schemas.regions import pool_of
 from streams.core.coverage import coverage_changes, coverage_timeline
 from streams.core.policy import PolicyBook
-from streams.core.rules import Cause, evaluate
+from streams.core.rules import Cause, coverage_by_year, evaluate
 from streams.core.state import Change, PersonState
 
 
@@ -89,14 +102,17 @@ class Engine:
         store: PartitionStore,
         on_coverage: Callable[[CoverageRecord], None] | None = None,
         on_overflow: Callable[[SourceEvent], None] | None = None,
+        on_forgotten: Callable[[SourceEvent], None] | None = None,
     ) -> None:
         """``on_coverage``, when given, receives a CoverageRecord for each roster student's coverage
         status that an event changed (the figures' source); without it none is computed.
-        ``on_overflow`` receives each event that did not fit its person's state (streams.core.state)."""
+        ``on_overflow`` receives each event that did not fit its person's state (streams.core.state),
+        ``on_forgotten`` each event of a coverage year its person's state has forgotten."""
         self.policies = policies
         self.store = store
         self.on_coverage = on_coverage
         self.on_overflow = on_overflow
+        self.on_forgotten = on_forgotten
         self.now = store.load_now()
 
     def process(self, event: LogEvent) -> list[AlertRecord]:
@@ -107,13 +123,20 @@ class Engine:
 
     def _person_event(self, event: SourceEvent) -> list[AlertRecord]:
         state = self.store.get(event.person_key) or PersonState(masked_id=event.masked_id)
+        forgot = self._forget(state)
+        if isinstance(event, RegistrationChange | PaymentChange) and not state.kept(event.coverage_year):
+            if forgot:
+                self.store.put(event.person_key, state)
+            if self.on_forgotten:
+                self.on_forgotten(event)
+            return []
         before = coverage_timeline(state, self.policies, event.occurred_at) if self.on_coverage else []
         overflow = state.overflow
         change = state.apply(event)
-        if state.overflow != overflow:
+        if state.overflow != overflow or forgot:
             self.store.put(event.person_key, state)
-            if self.on_overflow:
-                self.on_overflow(event)
+        if state.overflow != overflow and self.on_overflow:
+            self.on_overflow(event)
         if change is Change.NONE:
             return []
         cause = Cause(event.event_id, event.occurred_at)
@@ -148,7 +171,15 @@ class Engine:
         return alerts
 
     def _reevaluate(self, person_key: str, state: PersonState, cause: Cause) -> list[AlertRecord]:
+        forgot = self._forget(state)
         alerts = evaluate(person_key, state, self.now, self.policies, cause)
-        if alerts:
+        if alerts or forgot:
             self.store.put(person_key, state)
         return alerts
+
+    def _forget(self, state: PersonState) -> bool:
+        """Forget the coverage years the policy file no longer keeps at the clock's time."""
+        kept_from = self.policies.kept_from(self.now)
+        if kept_from is None or (state.past is not None and state.past.before >= kept_from):
+            return False
+        return state.forget(kept_from, coverage_by_year(state, self.policies))

@@ -19,6 +19,17 @@ from dataclasses import dataclass, field
 from schemas.models import AlertRecord, CoverageRecord
 
 GROUPINGS = ("county", "school_type", "school_code")
+# Covered students by consecutive covered years ending with the year: the continuity incentives start
+# at four years, so the counts stop there.
+CONTINUITY = ("1", "2", "3", "4+")
+
+
+def continuity_bucket(years: int | None) -> str | None:
+    """1, 2, 3 or 4+ consecutive covered years; None when unknown (a record from before
+    ``continuous_years``) or not covered."""
+    if not years:
+        return None
+    return CONTINUITY[min(years, 4) - 1]
 
 
 @dataclass
@@ -26,6 +37,7 @@ class CoverageCounts:
     on_roster: int = 0
     registered: int = 0
     covered: int = 0
+    continuous: Counter[str] = field(default_factory=Counter)  # covered students by CONTINUITY bucket
 
     @property
     def rate(self) -> float | None:
@@ -37,6 +49,9 @@ class CoverageCounts:
             self.on_roster += 1
             self.registered += record.registered
             self.covered += record.covered
+            bucket = continuity_bucket(record.continuous_years) if record.covered else None
+            if bucket is not None:
+                self.continuous[bucket] += 1
 
 
 @dataclass
@@ -82,6 +97,15 @@ class Figures:
         return Counter(
             a.kind for a in self.alerts.values() if a.status == "OPEN" and county in (None, a.details.county)
         )
+
+    def waiting(self, county: str | None = None) -> tuple[int, int]:
+        """Students with an open waiting period, and of those the ones after a lapse (continuity rules)."""
+        waiting = [
+            a
+            for a in self.alerts.values()
+            if a.kind == "WAITING_PERIOD" and a.status == "OPEN" and county in (None, a.details.county)
+        ]
+        return len(waiting), sum(1 for a in waiting if a.details.lapsed_years)
 
     def found(self, kind: str, county: str | None = None) -> int:
         """Alerts of a kind open at some time by ``until``, counted where they are attributed now."""

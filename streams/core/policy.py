@@ -1,5 +1,6 @@
 """Policy as data (SPEC section 5): contribution, collection period, checkpoints, waiting period,
-grace days and subsidy shares per pooling area and coverage year, loaded from TOML."""
+grace days, subsidy shares and continuity rules per pooling area and coverage year, loaded from TOML;
+and how many coverage years of history a person's state keeps (``history_years``)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,7 @@ from schemas.times import (
     days_to_date,
     end_of_local_day,
     format_date,
+    local_day,
     parse_date,
     start_of_local_day,
 )
@@ -68,6 +70,27 @@ def _category(value: str) -> str:
 LocalDays = Annotated[int, BeforeValidator(_date)]
 
 
+class Continuity(BaseModel):
+    """The continuity rules of a coverage year (SPEC section 5, ``[policy.continuity]``): a waiting period
+    that grows with the years a person's coverage lapsed, shortened by repair payments. The defaults
+    are the national figures of 国办发〔2024〕38号; provinces set their own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")  # a misspelt key must not fall back to a default
+
+    counted_from: Annotated[int, Field(ge=FIRST_YEAR, le=LAST_YEAR)] = 2025
+    months_per_lapsed_year: Annotated[int, Field(ge=0, le=12)] = 1
+    long_lapse_years: Annotated[int, Field(ge=1, le=100)] = 4
+    long_lapse_min_months: Annotated[int, Field(ge=0, le=60)] = 6
+
+    def months(self, waiting_period_months: int, lapsed: int, repaired: int) -> int:
+        """The waiting period in months: the fixed months, one step per lapsed year not repaired, and
+        at least the floor after a long lapse."""
+        months = waiting_period_months + self.months_per_lapsed_year * max(0, lapsed - repaired)
+        if lapsed >= self.long_lapse_years:
+            months = max(months, self.long_lapse_min_months)
+        return months
+
+
 class Policy(BaseModel):
     """The policy of one pooling area for one coverage year."""
 
@@ -82,6 +105,7 @@ class Policy(BaseModel):
     waiting_period_months: Annotated[int, Field(ge=0, le=12)] = 3
     payment_grace_days: Annotated[int, Field(ge=0, le=366)] = DEFAULT_GRACE_DAYS
     subsidy: dict[Annotated[str, AfterValidator(_category)], Annotated[float, Field(ge=0.0, le=1.0)]] = {}
+    continuity: Continuity | None = None  # absent: the year has no continuity rules (as before 2025)
     name: str | None = None
 
     @field_validator("pool")
@@ -109,6 +133,9 @@ class Policy(BaseModel):
                     f"{label} {', '.join(outside)} outside the collection years {self.coverage_year - 1}-"
                     f"{self.coverage_year} of coverage year {self.coverage_year}"
                 )
+        if self.continuity is not None and self.continuity.counted_from > self.coverage_year:
+            counted_from = self.continuity.counted_from
+            raise ValueError(f"continuity.counted_from {counted_from} is after the coverage year {self.coverage_year}")
         if not self.checkpoints:
             object.__setattr__(self, "checkpoints", _month_ends(self.collection_start, self.collection_end))
         else:
@@ -156,6 +183,8 @@ class Policy(BaseModel):
             "[policy.subsidy]",
             *(f"{category} = {share}" for category, share in sorted(self.subsidy.items())),
         ]
+        if self.continuity is not None:
+            lines += ["", "[policy.continuity]", *(f"{key} = {value}" for key, value in self.continuity)]
         return "\n".join(lines) + "\n"
 
 
@@ -173,9 +202,12 @@ def _month_ends(start: int, end: int) -> tuple[int, ...]:
 
 
 class PolicyBook:
-    """All policies in force, looked up by (pool, coverage year)."""
+    """All policies in force, looked up by (pool, coverage year), and the years of history a person's
+    state keeps: with ``history_years`` N, the coverage years before the clock's calendar year minus N
+    are forgotten (summarised; streams.core.state); None keeps every year."""
 
-    def __init__(self, policies: Iterable[Policy]) -> None:
+    def __init__(self, policies: Iterable[Policy], history_years: int | None = None) -> None:
+        self.history_years = history_years
         self.by_key: dict[tuple[str, int], Policy] = {}
         for policy in policies:
             key = (policy.pool, policy.coverage_year)
@@ -224,6 +256,19 @@ class PolicyBook:
     def checkpoint_tick_times(self) -> list[int]:
         return sorted({time for policy in self for time in policy.checkpoint_tick_times()})
 
+    def kept_from(self, now: int | None) -> int | None:
+        """The first coverage year a person's state keeps at clock time ``now`` (None: every year)."""
+        if self.history_years is None or now is None:
+            return None
+        return days_to_date(local_day(now)).year - self.history_years
+
+    def to_toml(self, pools: Iterable[str] | None = None) -> str:
+        """The book (or the given pools' policies) as a policy file that ``load_policies`` reads back."""
+        wanted = None if pools is None else set(pools)
+        head = [] if self.history_years is None else [f"history_years = {self.history_years}", ""]
+        entries = [p.to_toml() for key, p in sorted(self.by_key.items()) if wanted is None or key[0] in wanted]
+        return "\n".join(head) + "\n".join(entries)
+
 
 def load_policies(path: Path | None = None) -> PolicyBook:
     """Read a policy TOML file (the shipped one by default); every problem names the entry and field."""
@@ -237,6 +282,11 @@ def load_policies(path: Path | None = None) -> PolicyBook:
     entries = document.get("policy")
     if not isinstance(entries, list) or not entries:
         raise InputError(f"{path}: no [[policy]] entries")
+    history_years = document.get("history_years")
+    if history_years is not None and (
+        isinstance(history_years, bool) or not isinstance(history_years, int) or not 0 <= history_years <= 100
+    ):
+        raise InputError(f"{path}: history_years: a number of coverage years from 0 to 100, got {history_years!r}")
     policies = []
     for index, entry in enumerate(entries, start=1):
         try:
@@ -249,7 +299,7 @@ def load_policies(path: Path | None = None) -> PolicyBook:
             )
             raise InputError(f"{path}: {where}: {problems}") from None
     try:
-        return PolicyBook(policies)
+        return PolicyBook(policies, history_years)
     except InputError as error:
         raise InputError(f"{path}: {error}") from None
 

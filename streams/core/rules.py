@@ -14,9 +14,18 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from schemas.models import AlertDetails, AlertKind, AlertRecord, RegistrationRef
-from schemas.times import add_months, local_day
-from streams.core.policy import PolicyBook
-from streams.core.state import AlertKey, HardshipStatus, Membership, OpenAlert, Payment, PersonState, Registration
+from schemas.times import add_months, end_of_local_day, local_day, year_bounds
+from streams.core.policy import Policy, PolicyBook
+from streams.core.state import (
+    AlertKey,
+    HardshipStatus,
+    Membership,
+    OpenAlert,
+    PastYears,
+    Payment,
+    PersonState,
+    Registration,
+)
 
 # The alert kinds of SPEC section 6 as the contract's enum lists them, which is also the order in
 # which one event's transitions are emitted.
@@ -57,15 +66,19 @@ class Finding:
     registrations: tuple[Registration, ...] = ()
     payment_refs: tuple[str, ...] = ()
     approval_pools: tuple[str, ...] = ()
+    lapsed_years: int | None = None  # WAITING_PERIOD under continuity rules
+    repaired_years: int | None = None
 
     def attribution(self) -> OpenAlert:
-        """Who must act on the alert: its pool, county and school."""
+        """Who must act on the alert -- its pool, county and school -- and, for a waiting period under
+        continuity rules, its terms: what an OPEN record is written again for when it changes."""
+        terms = (self.benefit_start, self.lapsed_years, self.repaired_years) if self.lapsed_years is not None else ()
         membership = self.membership
         if membership is None:
-            return OpenAlert(self.pool, self.county, None, None, None, None)
+            return OpenAlert(self.pool, self.county, None, None, None, None, *terms)
         return OpenAlert(
             self.pool, self.county, membership.school_code, membership.school_type, membership.student_ref,
-            membership.school_name,
+            membership.school_name, *terms,
         )  # fmt: skip
 
 
@@ -171,7 +184,7 @@ def _from(timeline: list[tuple[int, dict[AlertKey, Finding]]], key: AlertKey, ho
 
 
 def derive(state: PersonState, now: int | None, policies: PolicyBook) -> dict[AlertKey, Finding]:
-    """Every alert that should be open for this person at time ``now``."""
+    """Every alert that should be open for this person at time ``now`` (the latest tick)."""
     # One pass over each kind of record, bucketed by coverage year (and pool).
     roster_by_pool: dict[str, list[Membership]] = {}
     for membership in state.roster.values():
@@ -188,8 +201,11 @@ def derive(state: PersonState, now: int | None, policies: PolicyBook) -> dict[Al
     years.update(key[1] for key in state.open_alerts)
     for pool in roster_by_pool:
         years.update(policies.years_of(pool))
+    history = History(state, policies)
     found: dict[AlertKey, Finding] = {}
     for year in sorted(years):
+        if not state.kept(year):
+            continue  # forgotten: its alerts stay as last written
         registrations = registrations_by_year.get(year, [])
         if len(registrations) > 1:
             registrations.sort(key=_by_ref)
@@ -197,8 +213,9 @@ def derive(state: PersonState, now: int | None, policies: PolicyBook) -> dict[Al
         if len(statuses) > 1:
             statuses.sort(key=lambda h: h.status_ref)
         _derive_year(
-            year, now, policies, roster_by_pool, registrations, statuses, payments_by_year.get(year, {}), found
-        )
+            year, now, policies, roster_by_pool, registrations, statuses, payments_by_year.get(year, {}),
+            history, found,
+        )  # fmt: skip
     return found
 
 
@@ -214,16 +231,22 @@ def _derive_year(
     registrations: list[Registration],
     statuses: list[HardshipStatus],
     payments_by_pool: dict[str, list[Payment]],
+    history: History,
     found: dict[AlertKey, Finding],
 ) -> None:
     residents = [r for r in registrations if r.insurance_type == "RESIDENT"]
     employee = len(residents) < len(registrations)
     categories = tuple(sorted({status.category for status in statuses}))
+    # Repair payments never count toward being covered or overpaid (SPEC section 6).
+    contributions_by_pool: dict[str, list[Payment]] = {}
     net_by_pool: dict[str, int] = {}
     for pool, payments in payments_by_pool.items():
         if len(payments) > 1:
             payments.sort(key=lambda p: (p.basis.occurred_at, p.payment_ref))
-        net_by_pool[pool] = sum(p.net_fen for p in payments)
+        contributions = [p for p in payments if not p.is_repair]
+        if contributions:
+            contributions_by_pool[pool] = contributions
+            net_by_pool[pool] = sum(p.net_fen for p in contributions)
 
     def expected(pool: str) -> int | None:
         return policies.expected_fen(pool, year, categories)
@@ -231,11 +254,16 @@ def _derive_year(
     covered = is_covered(registrations, net_by_pool, expected)
     enrolled = [m for members in roster_by_pool.values() for m in members]
 
-    # Students on a roster of a pool whose first checkpoint has passed: enrolled, and covered?
+    # Students on a roster of a pool whose first checkpoint has passed, who joined it by 31 Dec of the
+    # year: enrolled, and covered?
     if now is not None and (not registrations or not covered):
-        for pool, memberships in roster_by_pool.items():
+        year_end = end_of_local_day(year_bounds(year)[1])
+        for pool, members in roster_by_pool.items():
             policy = policies.get(pool, year)
             if policy is None or now < policy.first_checkpoint_passes_at:
+                continue
+            memberships = [m for m in members if m.occurred_at <= year_end]
+            if not memberships:
                 continue
             membership = memberships[0] if len(memberships) == 1 else max(memberships, key=latest_membership)
             roster_ids = tuple(m.event_id for m in memberships)
@@ -245,7 +273,7 @@ def _derive_year(
                 )
             elif residents:
                 pay_pool = residents[0].pool
-                payment_ids = tuple(i for p in payments_by_pool.get(pay_pool, ()) for i in p.event_ids())
+                payment_ids = tuple(i for p in contributions_by_pool.get(pay_pool, ()) for i in p.event_ids())
                 found[(UNPAID, year, pool)] = Finding(
                     pool,
                     membership.school_region,
@@ -273,7 +301,7 @@ def _derive_year(
                 membership=attributed, registrations=misplaced, approval_pools=approval_pools,
             )  # fmt: skip
 
-    for pool, payments in payments_by_pool.items():
+    for pool, payments in contributions_by_pool.items():
         net = net_by_pool[pool]
         owed = expected(pool)
         county = payments[0].basis.region
@@ -282,6 +310,8 @@ def _derive_year(
                 pool, county, tuple(i for p in payments for i in p.event_ids()), expected_fen=owed, paid_fen=net,
                 payment_refs=tuple(p.payment_ref for p in payments),
             )  # fmt: skip
+        # Grace days are measured on the clock: a change of the payer opens it only once a tick has
+        # passed the due time, so the watermark clock keeps an agency delivering first from raising it.
         if now is not None and not any(r.pool == pool for r in registrations):
             grace = policies.grace_ms(pool, year)
             due = [p for p in payments if p.paid and p.net_fen > 0 and p.paid.occurred_at + grace <= now]
@@ -292,15 +322,119 @@ def _derive_year(
                 )  # fmt: skip
         if statuses or employee or owed is None:
             continue
-        late = covering_payment(payments, owed)
         policy = policies.get(pool, year)
-        covering = next((r for r in residents if r.pool == pool), None)
-        if late is not None and late.paid and policy and covering and late.paid.occurred_at > policy.collection_end_at:
-            found[(WAITING_PERIOD, year, pool)] = Finding(
-                pool, late.paid.region, (covering.event_id, late.paid.event_id), expected_fen=owed, paid_fen=net,
-                benefit_start=add_months(local_day(late.paid.occurred_at), policy.waiting_period_months),
-                registrations=(covering,), payment_refs=(late.payment_ref,),
-            )  # fmt: skip
+        registered = next((r for r in residents if r.pool == pool), None)
+        late = covering_payment(payments, owed)
+        if policy is None or registered is None or late is None or late.paid is None:
+            continue
+        waiting = _waiting_period(policy, year, registered, late, payments_by_pool[pool], history, owed=owed, paid=net)
+        if waiting is not None:
+            found[(WAITING_PERIOD, year, pool)] = waiting
+
+
+def _waiting_period(
+    policy: Policy,
+    year: int,
+    registered: Registration,
+    covering: Payment,
+    payments: list[Payment],
+    history: History,
+    owed: int,
+    paid: int,
+) -> Finding | None:
+    """The waiting period of a person covered in the pool by ``covering`` (SPEC section 6): without
+    continuity rules only after a payment after the collection period; with them also after a lapse,
+    longer by the lapsed years that repair payments did not make good."""
+    assert covering.paid is not None
+    paid_at = covering.paid.occurred_at
+    evidence: tuple[str, ...] = (registered.event_id, covering.paid.event_id)
+    rules = policy.continuity
+    if rules is None:
+        if paid_at <= policy.collection_end_at:
+            return None
+        return Finding(
+            policy.pool, covering.paid.region, evidence, expected_fen=owed, paid_fen=paid,
+            benefit_start=add_months(local_day(paid_at), policy.waiting_period_months),
+            registrations=(registered,), payment_refs=(covering.payment_ref,),
+        )  # fmt: skip
+    lapsed = history.lapsed_years(year, rules.counted_from)
+    if paid_at <= policy.collection_end_at and lapsed == 0:
+        return None
+    repairs = [p for p in payments if p.is_repair]
+    repaired = sum(p.net_fen for p in repairs) // policy.contribution_fen if policy.contribution_fen else 0
+    months = rules.months(policy.waiting_period_months, lapsed, repaired)
+    return Finding(
+        policy.pool, covering.paid.region, evidence + tuple(i for p in repairs for i in p.event_ids()),
+        expected_fen=owed, paid_fen=paid,
+        benefit_start=add_months(max(year_bounds(year)[0], local_day(paid_at)), months),
+        registrations=(registered,), payment_refs=(covering.payment_ref, *(p.payment_ref for p in repairs)),
+        lapsed_years=lapsed, repaired_years=repaired,
+    )  # fmt: skip
+
+
+class History:
+    """A person's coverage over the years, computed when first asked (most events never need it)."""
+
+    def __init__(self, state: PersonState, policies: PolicyBook) -> None:
+        self.state = state
+        self.policies = policies
+        self._covered: dict[int, bool] | None = None
+
+    @property
+    def covered(self) -> dict[int, bool]:
+        if self._covered is None:
+            self._covered = coverage_by_year(self.state, self.policies)
+        return self._covered
+
+    def lapsed_years(self, year: int, counted_from: int) -> int:
+        return lapsed_years(self.covered, self.state.past, year, counted_from)
+
+
+def coverage_by_year(state: PersonState, policies: PolicyBook) -> dict[int, bool]:
+    """Covered or not (SPEC section 6, in any pool), for every coverage year the person holds an
+    active registration for; other years were not covered."""
+    registrations: dict[int, list[Registration]] = {}
+    for registration in state.registrations.values():
+        if registration.active:
+            registrations.setdefault(registration.coverage_year, []).append(registration)
+    net: dict[int, dict[str, int]] = {}
+    for payment in state.payments.values():
+        if payment.coverage_year in registrations and not payment.is_repair:
+            by_pool = net.setdefault(payment.coverage_year, {})
+            by_pool[payment.pool] = by_pool.get(payment.pool, 0) + payment.net_fen
+    covered: dict[int, bool] = {}
+    for year, held in sorted(registrations.items()):
+        categories = tuple(sorted({h.category for h in state.hardship.values() if h.valid_in(year)}))
+        covered[year] = is_covered(held, net.get(year, {}), _expected(policies, year, categories))
+    return covered
+
+
+def _expected(policies: PolicyBook, year: int, categories: tuple[str, ...]) -> Callable[[str], int | None]:
+    return lambda pool: policies.expected_fen(pool, year, categories)
+
+
+def lapsed_years(covered: dict[int, bool], past: PastYears | None, year: int, counted_from: int) -> int:
+    """Consecutive uncovered years before ``year``, back to the last covered one, none before
+    ``counted_from`` counted; 0 for a person never covered before (a first enrollment is no lapse)."""
+    last = max((y for y, held in covered.items() if held and y < year), default=None)
+    if last is None and past is not None:
+        last = past.last_covered
+    if last is None:
+        return 0
+    return max(0, year - 1 - max(last, counted_from - 1))
+
+
+def continuous_years(covered: dict[int, bool], past: PastYears | None, year: int) -> int | None:
+    """Consecutive covered years ending with ``year`` (None when ``year`` is not covered), counting the
+    forgotten years' run when the covered years reach back to them."""
+    if not covered.get(year):
+        return None
+    count, earlier = 0, year
+    while covered.get(earlier):
+        count, earlier = count + 1, earlier - 1
+    if past is not None and earlier == past.before - 1:
+        count += past.run
+    return count
 
 
 def is_covered(
@@ -401,6 +535,8 @@ def _open_record(
             approval_pools=finding.approval_pools,
             school_name=membership.school_name if membership else None,
             incomplete_sources=cause.incomplete,
+            lapsed_years=finding.lapsed_years,
+            repaired_years=finding.repaired_years,
         ),
     )
 

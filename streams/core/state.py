@@ -18,6 +18,11 @@ The state is bounded whatever the input (a person's state is one message on the 
 and a Kafka broker accepts 1 MiB by default): at most ``MAX_RECORDS`` records per person,
 ``MAX_VERSIONS`` per slot and ``MAX_TEXT`` characters of text per record. What does not fit is left
 out and counted (``overflow``); the engine reports it.
+
+Years of history: the registrations and payments of coverage years before a horizon (the policy
+file's ``history_years``) are *forgotten* (``forget``): what the rules still need of them -- the
+latest covered year, and how many consecutive years were covered up to the horizon -- is kept as
+``past``, and their open alerts stay as last written.
 """
 
 from __future__ import annotations
@@ -120,6 +125,11 @@ class Payment(NamedTuple):
     def coverage_year(self) -> int:
         return self.basis.coverage_year
 
+    @property
+    def is_repair(self) -> bool:
+        """A repair payment (修复缴费): it shortens a waiting period and never counts toward coverage."""
+        return self.basis.purpose == "REPAIR"
+
     def event_ids(self) -> list[str]:
         return [part.event_id for part in (self.paid, self.refunded) if part]
 
@@ -157,6 +167,20 @@ class OpenAlert(NamedTuple):
     school_type: str | None
     student_ref: str | None
     school_name: str | None = None
+    # A waiting period under continuity rules is written again when these change (SPEC section 6).
+    benefit_start: int | None = None
+    lapsed_years: int | None = None
+    repaired_years: int | None = None
+
+
+class PastYears(NamedTuple):
+    """What a state keeps of the coverage years it forgot (every year before ``before``): enough for
+    the continuity rules -- lapsed years count back to the last covered year, continuous years run
+    back through the horizon."""
+
+    before: int  # the first coverage year still held in full
+    last_covered: int | None  # the latest covered year before ``before``, if any
+    run: int  # consecutive covered years ending with before - 1 (0 when that year was not covered)
 
 
 class Version(Protocol):
@@ -233,6 +257,7 @@ class PersonState:
     # resolved): the alert is then filed again, so figures by county do not depend on delivery order.
     closed_alerts: dict[AlertKey, tuple[int, OpenAlert]] = field(default_factory=dict)
     overflow: int = 0  # records, or earlier versions, that did not fit (MAX_RECORDS, MAX_VERSIONS, MAX_TEXT)
+    past: PastYears | None = None  # the coverage years forgotten, summarised (None: none forgotten)
     records: int = 0  # records held (current and earlier): kept up to date, not stored
 
     def __post_init__(self) -> None:
@@ -327,7 +352,7 @@ class PersonState:
         its first version happened later). Open alerts are not part of it."""
         if all(v.occurred_at <= moment for versions in self._current() for v in versions):
             return self
-        view = PersonState(self.masked_id)
+        view = PersonState(self.masked_id, past=self.past)
         for key, membership in self.roster.items():
             if (enrolment := self._as_of(("R", *key), membership, moment)) is not None:
                 view.roster[key] = enrolment
@@ -375,14 +400,50 @@ class PersonState:
     def roster_pools(self) -> set[str]:
         return {membership.pool for membership in self.roster.values() if membership.enrolled}
 
+    # -- years of history --------------------------------------------------------------------------
+
+    def kept(self, year: int) -> bool:
+        """Whether coverage year ``year`` is held in full (not forgotten)."""
+        return self.past is None or year >= self.past.before
+
+    def forget(self, before: int, covered: dict[int, bool]) -> bool:
+        """Forget the coverage years before ``before``: their registrations and payments (every version)
+        and open alerts go; ``past`` summarises them with ``covered`` (year -> covered, as the rules
+        found it before forgetting; a year not in it was not covered). False when nothing changed."""
+        old = self.past
+        if old is not None and before <= old.before:
+            return False
+        held = [r.coverage_year for r in self.registrations.values()]
+        held += [p.coverage_year for p in self.payments.values()]
+        start = old.before if old is not None else min((y for y in held if y < before), default=before)
+        last, run = (old.last_covered, old.run) if old is not None else (None, 0)
+        for year in range(start, before):
+            last, run = (year, run + 1) if covered.get(year) else (last, 0)
+        self.past = PastYears(before, last, run)
+        for ref in [ref for ref, r in self.registrations.items() if r.coverage_year < before]:
+            del self.registrations[ref]
+            self.earlier.pop(("E", ref), None)
+        for ref in [ref for ref, p in self.payments.items() if p.coverage_year < before]:
+            del self.payments[ref]
+            self.earlier.pop(("P", ref), None)
+            self.earlier.pop(("Q", ref), None)
+        for key in [key for key in self.open_alerts if key[1] < before]:
+            del self.open_alerts[key]
+        for key in [key for key in self.closed_alerts if key[1] < before]:
+            del self.closed_alerts[key]
+        self.records = sum(len(versions) for versions in self._all_versions())
+        return True
+
 
 # -- storage form ----------------------------------------------------------------------------------
 # A state is stored as one compact JSON array (the Faust table's value): slots as arrays of their
 # fields, in insertion order, so loading it back gives the same state (and the same iteration order).
+# Format 3 (years of history): format 2, the summary of the forgotten years (``past``) and the resolved
+# alerts with where they were filed (``closed_alerts``).
 # Format 2 (versions): every record carries its version time; earlier versions in force are kept
 # per slot; the overflow count. Format 1 (before versions) is still read: its records' version time
 # is their occurred_at, and its list of replaced ids is no longer needed.
-_FORMAT = 2
+_FORMAT = 3
 _SLOT_TYPES: dict[str, type[Any]] = {
     "R": Membership, "E": Registration, "P": PaymentPart, "Q": PaymentPart, "H": HardshipStatus
 }  # fmt: skip
@@ -398,8 +459,9 @@ def dump_state(state: PersonState) -> bytes:
             [[p.payment_ref, p.paid, p.refunded] for p in state.payments.values()],
             list(state.hardship.values()),
             [[list(slot), list(versions)] for slot, versions in state.earlier.items()],
-            [[*key, *opened] for key, opened in state.open_alerts.items()],
+            [[*key, *_without_trailing_nulls(opened)] for key, opened in state.open_alerts.items()],
             state.overflow,
+            state.past,
             [[*key, ended, *filed] for key, (ended, filed) in state.closed_alerts.items()],
         ],
         option=orjson.OPT_PASSTHROUGH_SUBCLASS,
@@ -407,15 +469,24 @@ def dump_state(state: PersonState) -> bytes:
     )
 
 
+def _without_trailing_nulls(fields: tuple[Any, ...]) -> tuple[Any, ...]:
+    """An open alert's fields without the trailing empty ones (they are the defaults when read back)."""
+    end = len(fields)
+    while end > 5 and fields[end - 1] is None:
+        end -= 1
+    return fields[:end]
+
+
 def load_state(data: bytes) -> PersonState:
     stored = orjson.loads(data)
     if stored[0] == 1:
         return _load_format_1(stored)
-    if stored[0] != _FORMAT:
-        raise ValueError(f"person state format {stored[0]} is not one of 1, {_FORMAT}")
-    _, masked_id, roster, registrations, payments, hardship, earlier, open_alerts, overflow = stored[:9]
-    closed_alerts = stored[9] if len(stored) > 9 else []  # written before resolved alerts were kept: none
-    state = PersonState(masked_id, overflow=overflow)
+    if stored[0] not in (2, _FORMAT):
+        raise ValueError(f"person state format {stored[0]} is not one of 1, 2, {_FORMAT}")
+    _, masked_id, roster, registrations, payments, hardship, earlier, open_alerts, overflow, *more = stored
+    past = more[0] if more else None  # format 2 forgot nothing
+    closed_alerts = more[1] if len(more) > 1 else []  # format 2 kept no resolved alerts
+    state = PersonState(masked_id, overflow=overflow, past=PastYears(*past) if past else None)
     for fields in roster:
         membership = Membership(*fields)
         state.roster[(membership.school_code, membership.student_ref)] = membership

@@ -61,6 +61,7 @@ class WorkerStatus:
         self.forwarded = 0
         self.dead_letters: Counter[str] = Counter()
         self.alerts: Counter[str] = Counter()
+        self.left_out: Counter[str] = Counter()  # events left out of a person's state: overflow, forgotten year
         self.clock: dict[int, int] = {}
         self.clock_status: dict[str, Any] = {}  # the leader's live clock: watermarks, clock time
 
@@ -72,6 +73,7 @@ class WorkerStatus:
             "forwarded": self.forwarded,
             "dead_letters": dict(self.dead_letters),
             "alert_transitions": dict(self.alerts),
+            "left_out": dict(self.left_out),
             "clock": {str(p): format_instant(now) for p, now in sorted(self.clock.items())},
             "live_clock": self.clock_status,
         }
@@ -124,7 +126,13 @@ class RulesProcessor:
         self.status = status
         self.store = PartitionStore(local, partition)
         self._coverage: list[CoverageRecord] = []  # filled by the engine while it processes one event
-        self.engine = Engine(policies, self.store, self._coverage.append)
+        self.engine = Engine(
+            policies,
+            self.store,
+            self._coverage.append,
+            on_overflow=lambda _event: status.left_out.update(("overflow",)),
+            on_forgotten=lambda _event: status.left_out.update(("forgotten",)),
+        )
 
     def process(self, records: Sequence[tuple[int, bytes | None]]) -> RulesOutput:
         """Apply a batch of (offset, message value) in log order."""
