@@ -125,15 +125,29 @@ def evaluate(
     for key in opened:
         state.closed_alerts.pop(key, None)
         state.open_alerts[key] = found[key].attribution()
-        shown: OpenAlert | None = None
-        since = _from(timeline, key, holds=True)
-        for moment, findings in timeline:
-            if moment < since:
-                continue
-            finding = findings[key]
-            if finding.attribution() != shown:
-                shown = finding.attribution()
-                records.append(_open_record(person_key, state, key, finding, cause, moment))
+        records.extend(_open_stretches(person_key, state, key, timeline, cause))
+    return records
+
+
+def _open_stretches(
+    person_key: str,
+    state: PersonState,
+    key: AlertKey,
+    timeline: list[tuple[int, dict[AlertKey, Finding]]],
+    cause: Cause,
+) -> list[AlertRecord]:
+    """The OPEN records of an alert from the business time it holds to the timeline's end: one where
+    it starts, and one more wherever its filing changes (the student moved)."""
+    records: list[AlertRecord] = []
+    shown: OpenAlert | None = None
+    since = _from(timeline, key, holds=True)
+    for moment, findings in timeline:
+        if moment < since:
+            continue
+        finding = findings[key]
+        if finding.attribution() != shown:
+            shown = finding.attribution()
+            records.append(_open_record(person_key, state, key, finding, cause, moment))
     return records
 
 
@@ -158,15 +172,7 @@ def _refile_closed(
             continue
         moments = [moment for moment in state.times_from(0) if moment < ended]
         timeline = [(moment, derive(state.at(moment), now, policies)) for moment in moments]
-        since = _from(timeline, key, holds=True)
-        shown: OpenAlert | None = None
-        for moment, findings in timeline:
-            if moment < since:
-                continue
-            finding = findings[key]
-            if finding.attribution() != shown:
-                shown = finding.attribution()
-                records.append(_open_record(person_key, state, key, finding, cause, moment))
+        records.extend(_open_stretches(person_key, state, key, timeline, cause))
         refiled = just_before.attribution()
         records.append(_resolved_record(person_key, state, key, refiled, cause, ended))
         state.closed_alerts[key] = (ended, refiled)
