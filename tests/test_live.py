@@ -62,11 +62,7 @@ def test_live_equals_the_replay_of_its_log_and_the_ground_truth(tmp_path: Path, 
     assert final_states(live) == season.truth()
     # The same records in the same order, partition by partition, as a replay of the log.
     replayed = _replayed(tmp_path, settings, season)
-    for partition in range(settings.partitions):
-        mine = [to_json_line(a) for p, a in live if p == partition]
-        theirs = [
-            to_json_line(a) for a in replayed if partition_of(a.person_key.encode(), settings.partitions) == partition
-        ]
+    for partition, (mine, theirs) in _per_partition(live, replayed, settings.partitions).items():
         assert mine == theirs, f"partition {partition} differs"
     # And the coverage status changes, the source of the figures.
     replayed_coverage = (tmp_path / "replayed-coverage.jsonl").read_bytes().splitlines()
@@ -105,11 +101,7 @@ def test_two_seasons_history_loaded_then_the_new_season_streamed_equal_the_repla
         workers.stop_all()
     live = alerts(settings)
     replayed = _replayed(tmp_path, settings, season)
-    for partition in range(settings.partitions):
-        mine = [to_json_line(a) for p, a in live if p == partition]
-        theirs = [
-            to_json_line(a) for a in replayed if partition_of(a.person_key.encode(), settings.partitions) == partition
-        ]
+    for partition, (mine, theirs) in _per_partition(live, replayed, settings.partitions).items():
         assert mine == theirs, f"partition {partition} differs"
     # What ends open is what the ground truth says; the 2027 waiting periods counted the 2026 lapses.
     opened = {alert_id for alert_id, status in final_states(live).items() if status == "OPEN"}
@@ -158,11 +150,29 @@ def test_a_killed_worker_loses_no_alert(tmp_path: Path, kafka_bootstrap: str, wo
     # (at-least-once), but only of identical records.
     replayed = _replayed(tmp_path, settings, season)
     assert {to_json_line(a) for _, a in live} == {to_json_line(a) for a in replayed}
+    # Partition by partition too: an engine acting for a person of another partition (a due time given
+    # to the wrong partition) writes a correct-looking alert to the wrong place.
+    for partition, (mine, theirs) in _per_partition(live, replayed, settings.partitions).items():
+        assert set(mine) == set(theirs), f"partition {partition} differs"
     assert final_states(live) == season.truth()
     # The audit of this run's archive verifies, re-delivered copies and all.
     _archive(settings, tmp_path / "archive", season)
     verified = enrollbridge("audit", "verify", tmp_path / "archive")
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def _per_partition(
+    live: list[tuple[int, AlertRecord]], replayed: list[AlertRecord], partitions: int
+) -> dict[int, tuple[list[bytes], list[bytes]]]:
+    """For each partition: the alert records the workers wrote to it, and the replay's records of the
+    persons whose events it holds, each in emission order."""
+    return {
+        partition: (
+            [to_json_line(a) for p, a in live if p == partition],
+            [to_json_line(a) for a in replayed if partition_of(a.person_key.encode(), partitions) == partition],
+        )
+        for partition in range(partitions)
+    }
 
 
 def _archive(settings: Settings, archive: Path, season: Season) -> str:
