@@ -53,29 +53,29 @@ class KafkaSink:
     def _failed(self, error: Any) -> None:
         self.failures.append(type(error).__name__)
 
+    def _send(self, topic: str, key: bytes, value: bytes) -> None:
+        self.sent += 1
+        try:
+            future = self.producer.send(topic, key=key, value=value)
+        except KafkaError as error:  # refused before it was sent (buffer full for max_block_ms)
+            self._failed(error)
+        else:
+            future.add_errback(self._failed)
+
     def publish(self) -> None:
         """Send everything kept, in the order it came, and wait until all of it is acknowledged."""
         self._spool.seek(0)
         while frame := self._spool.read(_FRAME.size):
             dead_letter, key_length, value_length = _FRAME.unpack(frame)
             key, value = self._spool.read(key_length), self._spool.read(value_length)
-            topic = self.topics.dead_letters if dead_letter else self.topic
-            self.sent += 1
-            try:
-                future = self.producer.send(topic, key=key, value=value)
-            except KafkaError as error:  # refused before it was sent (buffer full for max_block_ms)
-                self._failed(error)
-            else:
-                future.add_errback(self._failed)
+            self._send(self.topics.dead_letters if dead_letter else self.topic, key, value)
         self.producer.flush(timeout=120)
         if self.failures:
             raise InputError(f"{len(self.failures)} of {self.sent} records were not published ({self.failures[0]})")
 
     def watermark(self, watermark: SourceWatermark) -> None:
         """Declare the source complete up to a time, once its records are published and acknowledged."""
-        self.sent += 1
-        self.producer.send(self.topics.watermarks, key=watermark.source.encode(), value=encode_message(watermark)
-                           ).add_errback(self._failed)  # fmt: skip
+        self._send(self.topics.watermarks, watermark.source.encode(), encode_message(watermark))
         self.producer.flush(timeout=120)
         if self.failures:
             raise InputError(f"the watermark of {watermark.source} was not published ({self.failures[0]})")
