@@ -107,8 +107,11 @@ def evaluate(
     opened = sorted(
         (key for key, finding in found.items() if state.open_alerts.get(key) != finding.attribution()), key=_order
     )
-    in_order = state.at(cause.at) is state
-    records = [] if in_order else _refile_closed(person_key, state, found, now, policies, cause)
+    # Whether the person's records hold versions later than the cause (delivered ahead of it); asked only
+    # when there is something it could change, since it reads every version.
+    in_order = not (state.closed_alerts or resolved or opened) or state.at(cause.at) is state
+    records = [] if in_order or not state.closed_alerts else _refile_closed(person_key, state, found, now,
+                                                                             policies, cause)  # fmt: skip
     if not resolved and not opened:
         return records
     timeline = [(cause.at, found)]
