@@ -110,8 +110,9 @@ def evaluate(
     # Whether the person's records hold versions later than the cause (delivered ahead of it); asked only
     # when there is something it could change, since it reads every version.
     in_order = not (state.closed_alerts or resolved or opened) or state.at(cause.at) is state
-    records = [] if in_order or not state.closed_alerts else _refile_closed(person_key, state, found, now,
-                                                                             policies, cause)  # fmt: skip
+    records: list[AlertRecord] = []
+    if state.closed_alerts and not in_order:
+        records = _refile_closed(person_key, state, found, now, policies, cause)
     if not resolved and not opened:
         return records
     timeline = [(cause.at, found)]
