@@ -220,6 +220,22 @@ def trusted_event(model: type[E], fields: dict[str, Any]) -> E:
     return event
 
 
+def trusted_record(model: type[R], **fields: Any) -> R:
+    """``model(**fields)`` for values the rules built from records already validated: the same record,
+    without validating every field again (that cost the rules a tenth of their time). Tests check
+    that what the rules build this way validates unchanged (tests/test_codec.py)."""
+    order, names, defaults = _construction(model)
+    given = set(fields)
+    if given != names:
+        if not given <= names:
+            raise TypeError(f"{model.__name__} has no field {', '.join(sorted(given - names))}")
+        missing = names - given - defaults.keys()
+        if missing:
+            raise TypeError(f"{model.__name__}: no value for {', '.join(sorted(missing))}")
+        fields = {**defaults, **fields}
+    return _construct(model, {name: fields[name] for name in order}, given)
+
+
 def event_values(event: Event) -> tuple[Any, ...]:
     """An event's field values in its model's order: what ``event_from_values`` takes back, and much
     cheaper to send to another process than the model."""
@@ -232,7 +248,7 @@ def event_from_values(model: type[E], values: Sequence[Any]) -> E:
     return _construct(model, dict(zip(order, values, strict=True)), set(names))
 
 
-def _construct(model: type[E], values: dict[str, Any], given: set[str]) -> E:
+def _construct(model: type[R], values: dict[str, Any], given: set[str]) -> R:
     """What pydantic's model_construct does, without its per-field look-ups of aliases and defaults."""
     event = model.__new__(model)
     object.__setattr__(event, "__dict__", values)
@@ -243,8 +259,8 @@ def _construct(model: type[E], values: dict[str, Any], given: set[str]) -> E:
 
 
 @cache
-def _construction(model: type[Event]) -> tuple[tuple[str, ...], frozenset[str], dict[str, Any]]:
-    """The fields of an event model in order and as a set, and the defaults of those that have one."""
+def _construction(model: type[Record]) -> tuple[tuple[str, ...], frozenset[str], dict[str, Any]]:
+    """The fields of a model in order and as a set, and the defaults of those that have one."""
     if model.__pydantic_post_init__ or model.__private_attributes__ or model.model_config.get("extra") == "allow":
         raise TypeError(f"{model.__name__} needs more than its fields set to be built")
     defaults = {}

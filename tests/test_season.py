@@ -262,3 +262,25 @@ def test_synth_says_which_season_has_no_policy_and_wants_one_way_to_name_the_yea
     assert both.returncode == 2 and "give --year YEAR or --years FIRST..LAST, not both" in both.stderr
     backwards = enrollbridge("synth", "--pool", "450200", "--years", "2027..2025", "--students", 10, "--out", tmp_path)
     assert backwards.returncode == 2 and "expected FIRST..LAST" in backwards.stderr
+
+
+def test_the_records_the_rules_build_without_validating_them_validate_unchanged(three_seasons: Season) -> None:
+    """The rules build alert and coverage records without pydantic's validation (schemas.codec's
+    ``trusted_record``): every one of a three-season replay must be what validating its fields gives."""
+    from schemas.models import AlertRecord, CoverageRecord, Record
+    from streams.core.policy import load_policies
+    from streams.replay import replay
+
+    built: list[Record] = []
+    replay(
+        [three_seasons.events(source) for source in SOURCES],
+        load_policies(three_seasons.folder / "policy.toml"),
+        built.append,
+        progress=False,
+        on_coverage=built.append,
+    )
+    kinds = {type(record) for record in built}
+    assert kinds == {AlertRecord, CoverageRecord}
+    assert any(isinstance(r, AlertRecord) and r.details.registrations for r in built)
+    for record in built:
+        assert type(record).model_validate(record.model_dump()) == record, record

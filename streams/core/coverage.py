@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+from schemas.codec import trusted_record
 from schemas.models import CoverageRecord
 from schemas.times import end_of_local_day, year_bounds
 from streams.core.policy import PolicyBook
@@ -91,7 +92,8 @@ def coverage_changes(
             last = status or seen
             assert last is not None
             records.append(
-                CoverageRecord(
+                trusted_record(
+                    CoverageRecord,
                     person_key=person_key,
                     coverage_year=key[0],
                     pool=key[1],

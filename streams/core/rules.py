@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from schemas.codec import trusted_record
 from schemas.models import AlertDetails, AlertKind, AlertRecord, RegistrationRef
 from schemas.times import add_months, end_of_local_day, local_day, year_bounds
 from streams.core.policy import Policy, PolicyBook
@@ -516,7 +517,8 @@ def _open_record(
 ) -> AlertRecord:
     kind, year, discriminator = key
     membership = finding.membership
-    return AlertRecord(
+    return trusted_record(
+        AlertRecord,
         alert_id=alert_id(kind, person_key, year, discriminator),
         kind=kind,
         status="OPEN",
@@ -526,7 +528,8 @@ def _open_record(
         as_of=as_of,
         severity=SEVERITY[kind],
         evidence=_evidence(finding.evidence, cause),
-        details=AlertDetails(
+        details=trusted_record(
+            AlertDetails,
             county=finding.county,
             masked_id=state.masked_id,
             school_code=membership.school_code if membership else None,
@@ -536,8 +539,12 @@ def _open_record(
             paid_fen=finding.paid_fen,
             benefit_start=finding.benefit_start,
             registrations=tuple(
-                RegistrationRef(
-                    enrollment_ref=r.enrollment_ref, insurance_type=r.insurance_type, pool=r.pool, region=r.region
+                trusted_record(
+                    RegistrationRef,
+                    enrollment_ref=r.enrollment_ref,
+                    insurance_type=r.insurance_type,
+                    pool=r.pool,
+                    region=r.region,
                 )
                 for r in finding.registrations
             ),
@@ -555,7 +562,8 @@ def _resolved_record(
     person_key: str, state: PersonState, key: AlertKey, opened: OpenAlert, cause: Cause, as_of: int
 ) -> AlertRecord:
     kind, year, discriminator = key
-    return AlertRecord(
+    return trusted_record(
+        AlertRecord,
         alert_id=alert_id(kind, person_key, year, discriminator),
         kind=kind,
         status="RESOLVED",
@@ -565,7 +573,8 @@ def _resolved_record(
         as_of=as_of,
         severity=SEVERITY[kind],
         evidence=(cause.event_id,),
-        details=AlertDetails(
+        details=trusted_record(
+            AlertDetails,
             county=opened.county,
             masked_id=state.masked_id,
             school_code=opened.school_code,
