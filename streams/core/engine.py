@@ -28,7 +28,7 @@ from schemas.models import (
 from schemas.regions import pool_of
 from streams.core.coverage import coverage_changes, coverage_timeline
 from streams.core.policy import PolicyBook
-from streams.core.rules import Cause, coverage_by_year, evaluate
+from streams.core.rules import Cause, coverage_by_year, evaluate, grace_ended_unregistered
 from streams.core.state import Change, PersonState
 
 
@@ -167,11 +167,19 @@ class Engine:
         for person_key in self.store.pop_due(self.now):
             payer = self.store.get(person_key)
             if payer is not None:
-                alerts.extend(self._reevaluate(person_key, payer, cause))
+                # Only a grace period's end can have changed since the payer was last evaluated; most
+                # payers have registered by then, and evaluating each of them was a fifth of the season.
+                alerts.extend(self._reevaluate(person_key, payer, cause, only_if_grace_ended=True))
         return alerts
 
-    def _reevaluate(self, person_key: str, state: PersonState, cause: Cause) -> list[AlertRecord]:
+    def _reevaluate(
+        self, person_key: str, state: PersonState, cause: Cause, only_if_grace_ended: bool = False
+    ) -> list[AlertRecord]:
         forgot = self._forget(state)
+        if only_if_grace_ended and not grace_ended_unregistered(state, self.now, self.policies):
+            if forgot:
+                self.store.put(person_key, state)
+            return []
         alerts = evaluate(person_key, state, self.now, self.policies, cause)
         if alerts or forgot:
             self.store.put(person_key, state)

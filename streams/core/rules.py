@@ -15,6 +15,7 @@ from typing import NamedTuple
 
 from schemas.codec import trusted_record
 from schemas.models import AlertDetails, AlertKind, AlertRecord, RegistrationRef
+from schemas.regions import pool_of
 from schemas.times import add_months, end_of_local_day, local_day, year_bounds
 from streams.core.policy import Policy, PolicyBook
 from streams.core.state import (
@@ -341,6 +342,27 @@ def _derive_year(
         waiting = _waiting_period(policy, year, registered, late, payments_by_pool[pool], history, owed=owed, paid=net)
         if waiting is not None:
             found[(WAITING_PERIOD, year, pool)] = waiting
+
+
+def grace_ended_unregistered(state: PersonState, now: int | None, policies: PolicyBook) -> bool:
+    """Whether ``now`` is past the grace period of a payment in a pool where the person holds no
+    registration for its year, and its PAID_UNREGISTERED alert is not open: the one finding that a
+    payment's due time can change since the person was last evaluated (the others that wait for
+    time wait for a first checkpoint, whose tick evaluates every roster student)."""
+    if now is None:
+        return False
+    for payment in state.payments.values():
+        paid = payment.paid
+        if paid is None or payment.net_fen <= 0 or paid.occurred_at > now:
+            continue
+        year, pool = paid.coverage_year, pool_of(paid.region)
+        if not state.kept(year) or (PAID_UNREGISTERED, year, pool) in state.open_alerts:
+            continue
+        if paid.occurred_at + policies.grace_ms(pool, year) > now:
+            continue
+        if not any(r.active and r.coverage_year == year and r.pool == pool for r in state.registrations.values()):
+            return True
+    return False
 
 
 def _waiting_period(
