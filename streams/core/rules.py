@@ -104,11 +104,14 @@ def evaluate(
     wherever it moved since. Figures as of any date then count it where it was.
     """
     found = derive(state, now, policies)
-    resolved = sorted((key for key in state.open_alerts if key not in found), key=_order)
+    open_alerts = state.open_alerts
+    resolved = [key for key in open_alerts if key not in found]
     # Opened, or still open with another attribution (the student moved, or their roster entry came).
-    opened = sorted(
-        (key for key, finding in found.items() if state.open_alerts.get(key) != finding.attribution()), key=_order
-    )
+    opened = [key for key, finding in found.items() if open_alerts.get(key) != finding.attribution()]
+    if len(resolved) > 1:
+        resolved.sort(key=_order)
+    if len(opened) > 1:
+        opened.sort(key=_order)
     # Whether the person's records hold versions later than the cause (delivered ahead of it); asked only
     # when there is something it could change, since it reads every version.
     in_order = not (state.closed_alerts or resolved or opened) or state.at(cause.at) is state
@@ -197,31 +200,37 @@ def _from(timeline: list[tuple[int, dict[AlertKey, Finding]]], key: AlertKey, ho
 
 def derive(state: PersonState, now: int | None, policies: PolicyBook) -> dict[AlertKey, Finding]:
     """Every alert that should be open for this person at time ``now`` (the latest tick)."""
-    # One pass over each kind of record, bucketed by coverage year (and pool).
+    # One pass over each kind of record, bucketed by coverage year (and pool). This runs on every
+    # event and every tick a person is evaluated at: the loops read the records' fields directly.
     roster_by_pool: dict[str, list[Membership]] = {}
     for membership in state.roster.values():
         if membership.enrolled:
-            roster_by_pool.setdefault(membership.pool, []).append(membership)
+            roster_by_pool.setdefault(pool_of(membership.school_region), []).append(membership)
     registrations_by_year: dict[int, list[Registration]] = {}
     for registration in state.registrations.values():
         if registration.active:
             registrations_by_year.setdefault(registration.coverage_year, []).append(registration)
     payments_by_year: dict[int, dict[str, list[Payment]]] = {}
     for payment in state.payments.values():
-        payments_by_year.setdefault(payment.coverage_year, {}).setdefault(payment.pool, []).append(payment)
-    years = set(registrations_by_year) | set(payments_by_year)
-    years.update(key[1] for key in state.open_alerts)
+        basis = payment.paid or payment.refunded
+        assert basis is not None  # a Payment is only created from one of its parts
+        by_pool = payments_by_year.setdefault(basis.coverage_year, {})
+        by_pool.setdefault(pool_of(basis.region), []).append(payment)
+    years = {*registrations_by_year, *payments_by_year}
+    for key in state.open_alerts:
+        years.add(key[1])
     for pool in roster_by_pool:
         years.update(policies.years_of(pool))
     history = History(state, policies)
     found: dict[AlertKey, Finding] = {}
-    for year in sorted(years):
+    hardship = state.hardship
+    for year in sorted(years) if len(years) > 1 else years:
         if not state.kept(year):
             continue  # forgotten: its alerts stay as last written
         registrations = registrations_by_year.get(year, [])
         if len(registrations) > 1:
             registrations.sort(key=_by_ref)
-        statuses = [h for h in state.hardship.values() if h.valid_in(year)] if state.hardship else []
+        statuses = [h for h in hardship.values() if h.valid_in(year)] if hardship else []
         if len(statuses) > 1:
             statuses.sort(key=lambda h: h.status_ref)
         _derive_year(
@@ -248,7 +257,7 @@ def _derive_year(
 ) -> None:
     residents = [r for r in registrations if r.insurance_type == "RESIDENT"]
     employee = len(residents) < len(registrations)
-    categories = tuple(sorted({status.category for status in statuses}))
+    categories = tuple(sorted({status.category for status in statuses})) if statuses else ()
     # Repair payments never count toward being covered or overpaid (SPEC section 6).
     contributions_by_pool: dict[str, list[Payment]] = {}
     net_by_pool: dict[str, int] = {}
@@ -263,8 +272,7 @@ def _derive_year(
     def expected(pool: str) -> int | None:
         return policies.expected_fen(pool, year, categories)
 
-    covered = is_covered(registrations, net_by_pool, expected)
-    enrolled = [m for members in roster_by_pool.values() for m in members]
+    covered = is_covered(registrations, net_by_pool, expected) if registrations else False
 
     # Students on a roster of a pool whose first checkpoint has passed, who joined it by 31 Dec of the
     # year: enrolled, and covered?
@@ -296,6 +304,8 @@ def _derive_year(
                     registrations=tuple(residents),
                 )
 
+    # The student's roster entries, for the alerts attributed to their latest one.
+    enrolled = [m for members in roster_by_pool.values() for m in members] if len(registrations) > 1 or statuses else []
     if len(registrations) >= 2:
         pool, county, attributed = _attribution(enrolled, registrations)
         found[(DUPLICATE_ENROLLMENT, year, "")] = Finding(
