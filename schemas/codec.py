@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
 from typing import IO, Any, TypeVar, cast
@@ -19,6 +19,7 @@ import fastavro
 import orjson
 
 from schemas import NAMESPACE, RECORD_NAMES, historical_schemas, load_schema
+from schemas.avro_binary import compile_encoder
 from schemas.models import EVENT_TYPES, MODELS_BY_NAME, Event, Record
 
 R = TypeVar("R", bound=Record)
@@ -353,11 +354,21 @@ def _writer_schemas() -> dict[bytes, tuple[str, Any]]:
 
 def encode_message(record: Record) -> bytes:
     """A record as a topic message value (single-object encoding with the current schema)."""
+    name = record.schema_name
+    encode = _compiled_encoder(name)
+    if encode is not None:
+        return SINGLE_OBJECT_MARKER + _current_fingerprint(name) + encode(record)
     out = io.BytesIO()
     out.write(SINGLE_OBJECT_MARKER)
-    out.write(_current_fingerprint(record.schema_name))
-    fastavro.schemaless_writer(out, parsed_schema(record.schema_name), _avro_datum(record))
+    out.write(_current_fingerprint(name))
+    fastavro.schemaless_writer(out, parsed_schema(name), _avro_datum(record))
     return out.getvalue()
+
+
+@cache
+def _compiled_encoder(name: str) -> Callable[[Any], bytes] | None:
+    """The record's encoder compiled from its schema (schemas.avro_binary), or None: fastavro then."""
+    return compile_encoder(parsed_schema(name))
 
 
 @cache

@@ -3,16 +3,18 @@ and a replay that does not depend on how its inputs are named or encoded."""
 
 from __future__ import annotations
 
+import io
 import re
 from pathlib import Path
 from typing import Any
 
+import fastavro
 import orjson
 import pytest
 
 from connectors.identity import normalise
 from enrollbridge.synth.season import SOURCES
-from schemas.codec import event_from_json, write_event_container
+from schemas.codec import encode_message, event_from_json, parsed_schema, write_event_container
 from tests.cli import enrollbridge
 
 LARGE = 100_000
@@ -266,7 +268,8 @@ def test_synth_says_which_season_has_no_policy_and_wants_one_way_to_name_the_yea
 
 def test_the_records_the_rules_build_without_validating_them_validate_unchanged(three_seasons: Season) -> None:
     """The rules build alert and coverage records without pydantic's validation (schemas.codec's
-    ``trusted_record``): every one of a three-season replay must be what validating its fields gives."""
+    ``trusted_record``): every one of a three-season replay must be what validating its fields gives,
+    and its message body what fastavro writes."""
     from schemas.models import AlertRecord, CoverageRecord, Record
     from streams.core.policy import load_policies
     from streams.replay import replay
@@ -284,3 +287,7 @@ def test_the_records_the_rules_build_without_validating_them_validate_unchanged(
     assert any(isinstance(r, AlertRecord) and r.details.registrations for r in built)
     for record in built:
         assert type(record).model_validate(record.model_dump()) == record, record
+        # The compiled Avro encoder (schemas/avro_binary.py) writes what fastavro writes.
+        plain = io.BytesIO()
+        fastavro.schemaless_writer(plain, parsed_schema(record.schema_name), record.model_dump())
+        assert encode_message(record)[10:] == plain.getvalue(), record
