@@ -11,7 +11,14 @@ import pytest
 
 from schemas import RECORD_NAMES, load_schema
 from schemas.avro_binary import compile_encoder
-from schemas.codec import SINGLE_OBJECT_MARKER, decode_message, encode_message, fingerprint, parsed_schema
+from schemas.codec import (
+    SINGLE_OBJECT_MARKER,
+    decode_message,
+    encode_message,
+    fingerprint,
+    parsed_schema,
+    trusted_record,
+)
 from schemas.models import (
     AlertDetails,
     AlertRecord,
@@ -43,10 +50,12 @@ def _alert(text: str, number: int, items: int) -> AlertRecord:
         RegistrationRef(enrollment_ref=f"{text}{i}", insurance_type="RESIDENT", pool="450200", region="450202")
         for i in range(items)
     )
-    return AlertRecord.model_construct(
+    return trusted_record(
+        AlertRecord,
         alert_id="a" * 64, kind="WAITING_PERIOD", status="OPEN", person_key="b" * 64, coverage_year=small,
         pool="450200", as_of=number, severity="INFO", evidence=tuple(f"e{i}" for i in range(items)),
-        details=AlertDetails.model_construct(
+        details=trusted_record(
+            AlertDetails,
             county="450202", masked_id=text, school_code=None if items % 2 else text, school_type=None,
             student_ref=text, expected_fen=number, paid_fen=None if items % 2 else ~number,
             benefit_start=small, registrations=refs, payment_refs=(), approval_pools=(text,) * items,
