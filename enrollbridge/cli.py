@@ -5,12 +5,15 @@ from __future__ import annotations
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from enrollbridge.bench import ROWS as BENCH_ROWS
 from infra.errors import InputError
+
+if TYPE_CHECKING:
+    from schemas.models import AlertRecord, CoverageRecord
 
 SOURCES = ("education", "insurance", "tax", "hardship")
 
@@ -283,6 +286,23 @@ def _instant_option(_ctx: click.Context, _param: click.Parameter, value: str | N
         raise click.BadParameter(f"not an ISO 8601 time: {value!r}") from None
 
 
+# What a replay worker hands back per record (``replay --jobs``): the line to write, and what the
+# alert tally keeps (alert_id, kind, status, pool, county).
+_AlertRow = tuple[bytes, str, str, str, str, str]
+
+
+def _alert_row(alert: AlertRecord) -> _AlertRow:
+    from schemas.codec import to_json_line
+
+    return to_json_line(alert) + b"\n", alert.alert_id, alert.kind, alert.status, alert.pool, alert.details.county
+
+
+def _coverage_line(record: CoverageRecord) -> bytes:
+    from schemas.codec import to_json_line
+
+    return to_json_line(record) + b"\n"
+
+
 @cli.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
@@ -307,28 +327,43 @@ def _instant_option(_ctx: click.Context, _param: click.Parameter, value: str | N
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the roster students' coverage status changes here (the figures' source).",
 )
+@click.option(
+    "--jobs",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 256),
+    help="Processes running the rules, each over a share of the persons (e.g. the number of cores); "
+    "the outputs are byte for byte those of one process.",
+)
 def replay(
-    files: tuple[Path, ...], policy_file: Path | None, until: int | None, out: Path, coverage_out: Path | None
+    files: tuple[Path, ...],
+    policy_file: Path | None,
+    until: int | None,
+    out: Path,
+    coverage_out: Path | None,
+    jobs: int,
 ) -> None:
     """Run the rules offline over connector outputs or an archived log (JSON Lines or Avro)."""
     import contextlib
 
-    from schemas.codec import JsonLinesWriter
-    from schemas.models import AlertRecord
     from streams.core.policy import load_policies
-    from streams.core.summary import AlertTally
-    from streams.replay import replay as run_replay
+    from streams.core.summary import AlertTally, _Last
+    from streams.replay import replay_packed
 
     policies = load_policies(policy_file)
     tally = AlertTally()
-    with JsonLinesWriter(out) as alerts, contextlib.ExitStack() as stack:
-        coverage = stack.enter_context(JsonLinesWriter(coverage_out)) if coverage_out else None
+    with out.open("wb") as alerts, contextlib.ExitStack() as stack:
+        coverage = stack.enter_context(coverage_out.open("wb")) if coverage_out else None
 
-        def emit(alert: AlertRecord) -> None:
-            alerts.write(alert)
-            tally.add(alert)
+        def emit(row: _AlertRow) -> None:
+            alerts.write(row[0])
+            tally.records += 1
+            tally.latest[row[1]] = _Last(*row[2:])
 
-        result = run_replay(files, policies, emit, until=until, on_coverage=coverage.write if coverage else None)
+        result = replay_packed(
+            files, policies, _alert_row, emit, until, None, _coverage_line if coverage else None,
+            coverage.write if coverage else None, jobs,
+        )  # fmt: skip
     mode = "archived log, order kept" if result.mode == "log" else "connector outputs, merged by version time"
     click.echo(f"replayed {result.events} events and {result.ticks} ticks ({mode}) for {result.persons} persons")
     if result.skipped_after_until:
@@ -554,7 +589,6 @@ def report(
     From a replay of EVENT_FILES (connector outputs or an archived log) when given, else from the
     sink's history in PostgreSQL (ENROLLBRIDGE_PG_DSN)."""
     from enrollbridge.report import build_report, write_html, write_pdf, write_xlsx
-    from schemas.models import AlertRecord, CoverageRecord
     from schemas.times import parse_date
     from streams.core.policy import load_policies
 

@@ -11,14 +11,21 @@ Two kinds of input:
 
 from __future__ import annotations
 
+import contextlib
 import heapq
+import multiprocessing
 import os
+import queue as queue_module
 import re
+import signal
 import tempfile
+import threading
+import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, TypeVar
 
 import orjson
 from pydantic import ValidationError
@@ -31,6 +38,8 @@ from schemas.times import parse_instant
 from streams.core.clock import make_tick
 from streams.core.engine import Engine, MemoryStore
 from streams.core.policy import PolicyBook
+from streams.core.rules import Cause
+from streams.core.state import PersonState
 
 # Order of event types at the same instant: the tick first (SPEC: a checkpoint tick sorts before
 # events at or after its time), then hardship, roster, registration, payment.
@@ -110,29 +119,30 @@ class _ExternalSort:
         self.runs.append(run)
         self.buffer = []
 
-    def sorted_lines(self) -> Iterator[tuple[int, int, bytes]]:
-        """(file rank, line, canonical line) in key order."""
+    def sorted_lines(self) -> Iterator[tuple[SortKey, bytes]]:
+        """(key, canonical line) in key order."""
         if not self.runs:
             self.buffer.sort(key=lambda item: item[0])
-            for key, line in self.buffer:
-                yield key[4], key[5], line
+            yield from self.buffer
             return
         if self.buffer:
             self._spill()
         try:
-            for row in heapq.merge(*self.runs, key=_run_key):
-                prefix, line = row.split(b"\t", 1)
-                _, _, _, file_rank, number = prefix.split()
-                yield int(file_rank), int(number), line.rstrip(b"\n")
+            yield from heapq.merge(*(map(_run_row, run) for run in self.runs), key=_first)
         finally:
             for run in self.runs:
                 run.close()
 
 
-def _run_key(row: bytes) -> SortKey:
+def _run_row(row: bytes) -> tuple[SortKey, bytes]:
     prefix, line = row.split(b"\t", 1)
+    line = line.rstrip(b"\n")
     version_time, rank, event_id, file_rank, number = prefix.split()
-    return int(version_time), int(rank), event_id, line, int(file_rank), int(number)
+    return (int(version_time), int(rank), event_id, line, int(file_rank), int(number)), line
+
+
+def _first(item: tuple[SortKey, bytes]) -> SortKey:
+    return item[0]
 
 
 @dataclass
@@ -146,6 +156,7 @@ class ReplayResult:
     files: list[str] = field(default_factory=list)
     overflow: int = 0  # events that did not fit their person's state (streams.core.state bounds)
     forgotten: int = 0  # events of coverage years their person's state had forgotten (history_years)
+    worker_cpu: float = 0.0  # CPU seconds of the worker processes (``jobs`` > 1), for the benchmark
 
     def count_overflow(self, _event: SourceEvent) -> None:
         self.overflow += 1
@@ -158,9 +169,13 @@ class MergedLog:
     """Connector outputs read once and sorted into the stable merge order; ``stream`` adds the ticks.
 
     Reading also finds out whether the inputs are an archived log instead (they contain ticks).
+    With ``share`` (index, jobs), only the events of the persons of that share are kept (``replay
+    --jobs``); everything is still read, so problems are found and named as without it.
     """
 
-    def __init__(self, paths: Sequence[Path], progress: bool | None = None) -> None:
+    def __init__(
+        self, paths: Sequence[Path], progress: bool | None = None, share: tuple[int, int] | None = None
+    ) -> None:
         if not paths:
             raise InputError("no event files given")
         self.files = list(paths)  # their order only names a bad line; the merge order is the events' own
@@ -173,9 +188,11 @@ class MergedLog:
         with _bar(sum(os.path.getsize(p) for p in paths), "reading", progress) as bar:
             for file_rank, path in enumerate(self.files):
                 done = 0
-                for number, type_name, version_time, event_id, line in _scan(path):
+                for number, type_name, version_time, event_id, person, line in _scan(path):
                     if type_name == "ClockTick":
                         self.has_ticks = True
+                        continue
+                    if share is not None and share_of(person, share[1]) != share[0]:
                         continue
                     self._sorter.add((version_time, TYPE_RANK[type_name], event_id, line, file_rank, number), line)
                     self.first = version_time if self.first is None else min(self.first, version_time)
@@ -208,21 +225,31 @@ class MergedLog:
     def stream(self, tick_times: list[int], until: int | None = None) -> Iterator[LogEvent]:
         """Events in merge order with ticks inserted before events whose version time is at or after
         theirs; events recorded after ``until`` are left out (and counted)."""
+        return (event for _, event in self.keyed_stream(tick_times, until))
+
+    def keyed_stream(self, tick_times: list[int], until: int | None = None) -> Iterator[tuple[Position, LogEvent]]:
+        """``stream`` with each item's position in it: (version time, type rank, event_id, line) for an
+        event, (time, 0, b"", b"") for a tick. Positions sort as the stream does, so the streams of
+        several shares of the persons (``share``) merge back into the stream of all of them."""
         self.skipped_after_until = 0
+        self.position: Position = ()
         ticks = iter(tick_times)
         next_tick = next(ticks, None)
-        for file_rank, number, line in self._sorter.sorted_lines():
-            event = _event_from_line(self.files[file_rank], number, line)
-            version_time = event.occurred_at if isinstance(event, ClockTick) else event.version_time
+        for key, line in self._sorter.sorted_lines():
+            version_time = key[0]
+            due = next_tick is not None and next_tick <= version_time
+            # where a bad line stops the stream: before the ticks it would have let through
+            self.position = (next_tick, 0, b"", b"") if due else key[:4]
+            event = _event_from_line(self.files[key[4]], key[5], line)
             while next_tick is not None and next_tick <= version_time:
-                yield make_tick(next_tick)
+                yield (next_tick, 0, b"", b""), make_tick(next_tick)
                 next_tick = next(ticks, None)
             if until is not None and version_time > until:
                 self.skipped_after_until += 1
                 continue
-            yield event
+            yield key[:4], event
         while next_tick is not None:
-            yield make_tick(next_tick)
+            yield (next_tick, 0, b"", b""), make_tick(next_tick)
             next_tick = next(ticks, None)
 
 
@@ -233,9 +260,15 @@ def replay(
     until: int | None = None,
     progress: bool | None = None,
     on_coverage: Callable[[CoverageRecord], None] | None = None,
+    jobs: int = 1,
 ) -> ReplayResult:
     """Run the rules over the given files and hand every alert record to ``on_alert`` in emission order
-    (and, with ``on_coverage``, every change of a roster student's coverage status)."""
+    (and, with ``on_coverage``, every change of a roster student's coverage status). With ``jobs`` > 1
+    in that many processes, with the same records in the same order (``replay_packed`` sends them
+    cheaper than as models)."""
+    if jobs > 1:
+        pack_coverage = _same if on_coverage is not None else None
+        return replay_packed(paths, policies, _same, on_alert, until, progress, pack_coverage, on_coverage, jobs)
     if any(_avro_log(path) for path in paths):  # an archive: skip reading it once to sort what needs no sorting
         return _replay_log(paths, policies, on_alert, until, progress, on_coverage)
     merged = MergedLog(paths, progress)
@@ -281,8 +314,9 @@ def _bar(total: int, what: str, progress: bool | None) -> tqdm:  # type: ignore[
     )
 
 
-def _scan(path: Path) -> Iterator[tuple[int, str, int, bytes, bytes]]:
-    """(line, type, version time, event_id, line) of each event, read cheaply for sorting.
+def _scan(path: Path) -> Iterator[tuple[int, str, int, bytes, str, bytes]]:
+    """(line, type, version time, event_id, person_key, line) of each event, read cheaply for sorting
+    (a tick's person_key is empty).
 
     JSON lines are kept as read; they are validated in full when replayed, with their file and line.
     """
@@ -291,7 +325,8 @@ def _scan(path: Path) -> Iterator[tuple[int, str, int, bytes, bytes]]:
     if is_avro:
         for number, event in read_events(path):
             version_time = event.occurred_at if isinstance(event, ClockTick) else event.version_time
-            yield number, event.schema_name, version_time, event.event_id.encode(), to_json_line(event)
+            person = "" if isinstance(event, ClockTick) else event.person_key
+            yield number, event.schema_name, version_time, event.event_id.encode(), person, to_json_line(event)
         return
     with path.open("rb") as raw:
         for number, line in enumerate(raw, start=1):
@@ -306,12 +341,13 @@ def _scan(path: Path) -> Iterator[tuple[int, str, int, bytes, bytes]]:
                 TYPE_RANK[type_name]
                 if not _EVENT_ID.fullmatch(event_id):
                     raise ValueError(event_id)
+                person = obj.get("person_key") or ""
             except (orjson.JSONDecodeError, AttributeError, KeyError, TypeError, ValueError):
                 _event_from_line(path, number, line)  # raises the precise error
                 raise InputError(
                     f"{path}:{number}: not an event: needs event_id, a known type and occurred_at"
                 ) from None
-            yield number, type_name, version_time, event_id.encode(), line
+            yield number, type_name, version_time, event_id.encode(), person if isinstance(person, str) else "", line
 
 
 def _run(engine: Engine, event: LogEvent, result: ReplayResult, on_alert: Callable[[AlertRecord], None]) -> None:
@@ -399,3 +435,397 @@ def _replay_log(
         for _, files in _log_streams(paths):
             replay_partition(files, policies, on_alert, until, result, _progressed(bar), on_coverage)
     return result
+
+
+# -- every core: ``replay --jobs N`` ----------------------------------------------------------------
+#
+# The engine works person by person, except on a tick, which evaluates persons in a fixed order: the
+# checkpoint sweep in ascending person_key order, then the persons whose payment grace ended, in
+# (due time, person_key) order. So the persons are shared out among N worker processes by a hash of
+# person_key; each worker reads the whole input (every worker sees every tick, so its clock is the
+# one process's clock), replays its persons' events and every tick, and tags each record it emits
+# with where one process would have emitted it:
+#
+#   (position of the cause in the stream, phase, due time, person_key, sequence in this worker)
+#
+# where the position is the event's or tick's place in the merged stream (its sort key) or in the
+# archived log (partition stream, record number); for an event's records phase, due time and
+# person_key are (0, 0, ""); for a tick's, (0, 0, person) in the sweep and (1, due, person) after it.
+# Every worker emits in ascending tag order, and no two workers share a tag, so heapq.merge of the
+# workers' outputs is the one process's output, record for record.
+
+Position = tuple[Any, ...]
+Tag = tuple[Any, ...]
+A = TypeVar("A")
+C = TypeVar("C")
+_ALERT, _COVERAGE = 0, 1
+_BATCH = 512  # records per message from a worker: a message costs about as much as a few records
+_NO_PLACE: Tag = (0, 0, "")  # an event's records: its position alone places them
+_STOP = 1 << 62  # after every record of a partition stream (the tick at --until)
+
+
+def share_of(person_key: str, jobs: int) -> int:
+    """The worker (0 .. jobs-1) that replays a person: a stable hash of person_key."""
+    return zlib.crc32(person_key.encode()) % jobs
+
+
+def _same(record: Any) -> Any:
+    return record
+
+
+def replay_packed(
+    paths: Sequence[Path],
+    policies: PolicyBook,
+    pack_alert: Callable[[AlertRecord], A],
+    on_alert: Callable[[A], object],
+    until: int | None = None,
+    progress: bool | None = None,
+    pack_coverage: Callable[[CoverageRecord], C] | None = None,
+    on_coverage: Callable[[C], object] | None = None,
+    jobs: int = 1,
+) -> ReplayResult:
+    """``replay``, handing ``on_alert`` each alert record packed by ``pack_alert`` (and ``on_coverage``
+    each coverage record packed by ``pack_coverage``), in one process's order whatever ``jobs``.
+
+    With ``jobs`` > 1 the rules run in that many worker processes, each over a share of the persons,
+    and the packing happens there: give module-level functions (they go to the workers by name) that
+    return something cheap to send, such as the record's encoded bytes."""
+    if (on_coverage is None) != (pack_coverage is None):
+        raise ValueError("pack_coverage and on_coverage go together")
+    if jobs <= 1:
+
+        def alert(record: AlertRecord) -> None:
+            on_alert(pack_alert(record))
+
+        def coverage(record: CoverageRecord) -> None:
+            assert on_coverage is not None and pack_coverage is not None
+            on_coverage(pack_coverage(record))
+
+        return replay(paths, policies, alert, until, progress, coverage if on_coverage is not None else None)
+    return _replay_shares(paths, policies, pack_alert, on_alert, until, progress, pack_coverage, on_coverage, jobs)
+
+
+class _ShareStore(MemoryStore):
+    """A worker's persons; also says which phase of a tick the engine is in, and the due time of each
+    person it hands out after the sweep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.phase: int | None = None  # None between ticks, 0 in the sweep, 1 once the due persons are out
+        self.fired: list[tuple[int, str]] = []
+        self._next = 0
+        self._dues: list[tuple[int, str]] = []
+
+    def items_by_key(self) -> Iterator[tuple[str, PersonState]]:
+        self.phase = 0
+        yield from super().items_by_key()
+
+    def add_due(self, due: int, person_key: str) -> None:
+        heapq.heappush(self._dues, (due, person_key))
+
+    def pop_due(self, now: int) -> list[str]:
+        self.phase, self.fired, self._next = 1, [], 0
+        while self._dues and self._dues[0][0] <= now:
+            self.fired.append(heapq.heappop(self._dues))
+        return [person_key for _, person_key in self.fired]
+
+    def place(self, person_key: str) -> Tag:
+        """Where a tick's re-evaluation of ``person_key`` falls among every worker's."""
+        if self.phase == 0:
+            return (0, 0, person_key)
+        if self.phase == 1:
+            while self._next < len(self.fired):
+                due, fired = self.fired[self._next]
+                self._next += 1
+                if fired == person_key:
+                    return (1, due, person_key)
+        raise RuntimeError(f"replay --jobs: the engine re-evaluated {person_key} outside a tick's sweep or due persons")
+
+
+class _PlacingEngine(Engine):
+    """The engine, noting where each of a tick's alert records falls (``places``, one per record)."""
+
+    store: _ShareStore
+
+    def __init__(self, policies: PolicyBook, store: _ShareStore, *handlers: Any) -> None:
+        super().__init__(policies, store, *handlers)
+        self.places: list[Tag] = []
+
+    def _reevaluate(self, person_key: str, state: PersonState, cause: Cause) -> list[AlertRecord]:
+        place = self.store.place(person_key)
+        alerts = super()._reevaluate(person_key, state, cause)
+        self.places.extend([place] * len(alerts))
+        return alerts
+
+
+class _Worker:
+    """One share of the persons, replayed; records go to ``queue`` in batches, tagged."""
+
+    def __init__(
+        self,
+        queue: Any,
+        counters: Any,
+        stop: Any,
+        index: int,
+        pack_alert: Callable[[AlertRecord], Any],
+        pack_coverage: Callable[[CoverageRecord], Any] | None,
+    ) -> None:
+        self.queue, self.counters, self.stop, self.index = queue, counters, stop, index
+        self.pack_alert, self.pack_coverage = pack_alert, pack_coverage
+        self.batch: list[tuple[Tag, int, Any]] = []
+        self.sequence = 0
+        self.position: Position = ()
+
+    def emit(self, tag: Tag, kind: int, packed: Any) -> None:
+        self.sequence += 1
+        self.batch.append(((*tag, self.sequence), kind, packed))
+        if len(self.batch) >= _BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.batch:
+            self.queue.put(("records", self.batch))
+            self.batch = []
+
+    def coverage(self, record: CoverageRecord) -> None:
+        assert self.pack_coverage is not None
+        self.emit((*self.position, *_NO_PLACE), _COVERAGE, self.pack_coverage(record))
+
+    def engine(self, policies: PolicyBook, result: ReplayResult) -> _PlacingEngine:
+        on_coverage = self.coverage if self.pack_coverage is not None else None
+        return _PlacingEngine(policies, _ShareStore(), on_coverage, result.count_overflow, result.count_forgotten)
+
+    def run(self, engine: _PlacingEngine, position: Position, event: LogEvent, result: ReplayResult) -> None:
+        self.position = position
+        if isinstance(event, ClockTick):
+            engine.places = []
+            engine.store.phase = None
+            alerts = engine.process(event)
+            if len(engine.places) != len(alerts):
+                raise RuntimeError("replay --jobs: a tick's alert records do not match the persons re-evaluated")
+            for place, alert in zip(engine.places, alerts, strict=True):
+                self.emit((*position, *place), _ALERT, self.pack_alert(alert))
+        else:
+            result.events += 1
+            if result.events % 1024 == 0:
+                self.counters[self.index] = result.events
+                if self.stop.value:
+                    raise _Stopped
+            alerts = engine.process(event)
+            for alert in alerts:
+                self.emit((*position, *_NO_PLACE), _ALERT, self.pack_alert(alert))
+        result.alerts += len(alerts)
+
+    def merged(self, merged: MergedLog, policies: PolicyBook, until: int | None, result: ReplayResult) -> None:
+        engine = self.engine(policies, result)
+        try:
+            for position, event in merged.keyed_stream(merged.tick_times(policies, until), until):
+                if isinstance(event, ClockTick):
+                    result.ticks += 1
+                self.run(engine, position, event, result)
+        except InputError:
+            self.position = merged.position
+            raise
+        result.skipped_after_until = merged.skipped_after_until
+        result.persons = len(engine.store)
+
+    def log(
+        self, paths: Sequence[Path], policies: PolicyBook, until: int | None, jobs: int, result: ReplayResult
+    ) -> None:
+        """``_replay_log`` for one share: every partition stream, with this share's persons."""
+        for stream, (_, files) in enumerate(_log_streams(paths)):
+            engine = self.engine(policies, result)
+            number, stopped = 0, False
+            for path in files:
+                self.position = (stream, number + 1)  # where a file that cannot be read stops the replay
+                for _, event in read_events(path):
+                    number += 1
+                    if isinstance(event, ClockTick):
+                        if until is not None and event.occurred_at > until:
+                            stopped = True
+                            break
+                        result.ticks += 1
+                    elif share_of(event.person_key, jobs) != self.index:
+                        continue
+                    self.run(engine, (stream, number), event, result)
+                    self.position = (stream, number + 1)
+                if stopped:
+                    break
+            if until is not None:
+                self.run(engine, (stream, _STOP), make_tick(until), result)
+                result.ticks += 1
+            result.persons += len(engine.store)
+
+
+def _share_main(
+    paths: Sequence[Path],
+    policies: PolicyBook,
+    until: int | None,
+    index: int,
+    jobs: int,
+    pack_alert: Callable[[AlertRecord], Any],
+    pack_coverage: Callable[[CoverageRecord], Any] | None,
+    queue: Any,
+    counters: Any,
+    stop: Any,
+) -> None:
+    """A worker process: what ``replay`` does, for the persons of share ``index``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
+    worker = _Worker(queue, counters, stop, index, pack_alert, pack_coverage)
+    try:
+        if any(_avro_log(path) for path in paths):
+            result = ReplayResult("log", files=[str(p) for p in paths])
+            worker.log(paths, policies, until, jobs, result)
+        else:
+            merged = MergedLog(paths, False, (index, jobs))
+            if merged.has_ticks:
+                result = ReplayResult("log", files=[str(p) for p in paths])
+                worker.log(paths, policies, until, jobs, result)
+            else:
+                result = ReplayResult("merged", files=[str(f) for f in merged.files])
+                worker.merged(merged, policies, until, result)
+        worker.flush()
+        counters[index] = result.events
+        result.worker_cpu = time.process_time()
+        queue.put(("done", result))
+    except _Stopped:  # the parent has stopped reading: leave what is unsent
+        queue.cancel_join_thread()
+    except Exception as error:  # handed to the parent, which raises it where one process would have
+        worker.flush()
+        queue.put(("failed", worker.position, error))
+
+
+class _Stopped(Exception):
+    """The parent asked the workers to stop (an error elsewhere, or Ctrl-C)."""
+
+
+def _replay_shares(
+    paths: Sequence[Path],
+    policies: PolicyBook,
+    pack_alert: Callable[[AlertRecord], A],
+    on_alert: Callable[[A], object],
+    until: int | None,
+    progress: bool | None,
+    pack_coverage: Callable[[CoverageRecord], C] | None,
+    on_coverage: Callable[[C], object] | None,
+    jobs: int,
+) -> ReplayResult:
+    # Fork, which starts at once, only while this process has no other thread (the command line: the
+    # workers start before the progress bar's monitor thread); a forked child of a process with threads
+    # could inherit a lock one of them held (Python 3.12 on warns). Else a fork server (a fresh process
+    # that imports this module once and forks the workers), else a fresh interpreter per worker.
+    methods = multiprocessing.get_all_start_methods()
+    if "fork" in methods and threading.active_count() == 1:
+        context: Any = multiprocessing.get_context("fork")
+    elif "forkserver" in methods:
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload([__name__])
+    else:
+        context = multiprocessing.get_context("spawn")
+    counters = context.RawArray("q", jobs)
+    stop = context.RawValue("b", 0)
+    queues = [context.Queue() for _ in range(jobs)]
+    workers = [
+        context.Process(
+            target=_share_main,
+            args=(list(paths), policies, until, index, jobs, pack_alert, pack_coverage, queues[index], counters, stop),
+            name=f"enrollbridge-replay-{index}",
+            daemon=True,
+        )
+        for index in range(jobs)
+    ]
+    results: list[ReplayResult | None] = [None] * jobs
+    bar: tqdm | None = None  # type: ignore[type-arg]
+
+    def refresh() -> None:
+        if bar is not None:
+            bar.update(sum(counters) - bar.n)
+
+    def receive(index: int) -> Any:
+        while True:
+            try:
+                return queues[index].get(timeout=0.25)
+            except queue_module.Empty:
+                refresh()
+                if not workers[index].is_alive():  # its last words may still be in the pipe
+                    try:
+                        return queues[index].get(timeout=1)
+                    except queue_module.Empty:
+                        code = workers[index].exitcode
+                        raise RuntimeError(f"replay worker {index} ended without a result (exit code {code})") from None
+
+    def records(index: int) -> Iterator[tuple[Tag, int, Any]]:
+        while True:
+            message = receive(index)
+            if message[0] == "records":
+                yield from message[1]
+            elif message[0] == "failed":
+                yield message[1], _FAILED, message[2]
+                return
+            else:
+                results[index] = message[1]
+                return
+
+    try:
+        for worker in workers:
+            worker.start()
+        bar = tqdm(
+            unit=" events",
+            desc=f"replaying ({jobs} processes)",
+            disable=None if progress is None else not progress,
+            leave=False,
+        )
+        for _, kind, packed in heapq.merge(*map(records, range(jobs)), key=_first_tag):
+            if kind == _ALERT:
+                on_alert(packed)
+            elif kind == _COVERAGE:
+                assert on_coverage is not None
+                on_coverage(packed)
+            else:
+                raise packed
+        refresh()
+    finally:
+        if bar is not None:
+            bar.close()
+        stop.value = 1  # the workers still running stop at their next thousand events
+        deadline = time.monotonic() + 10
+        for worker, channel in zip(workers, queues, strict=True):
+            if worker.pid is None:
+                continue  # never started
+            while worker.is_alive() and time.monotonic() < deadline:
+                with contextlib.suppress(queue_module.Empty):  # what it sends unread would keep it from exiting
+                    channel.get(timeout=0.05)
+            if worker.is_alive():
+                worker.terminate()
+            worker.join()
+        for channel in queues:
+            channel.close()
+            channel.cancel_join_thread()
+    return _combined([result for result in results if result is not None])
+
+
+_FAILED = 2
+
+
+def _first_tag(item: tuple[Tag, int, Any]) -> Tag:
+    return item[0]
+
+
+def _combined(results: list[ReplayResult]) -> ReplayResult:
+    """The one process's result from its shares': the persons and their events are shared out, the
+    ticks are every share's."""
+    first = results[0]
+    if any(result.ticks != first.ticks or result.mode != first.mode for result in results):
+        raise RuntimeError("replay --jobs: the shares did not see the same ticks")
+    return ReplayResult(
+        first.mode,
+        events=sum(r.events for r in results),
+        ticks=first.ticks,
+        skipped_after_until=sum(r.skipped_after_until for r in results),
+        alerts=sum(r.alerts for r in results),
+        persons=sum(r.persons for r in results),
+        files=first.files,
+        overflow=sum(r.overflow for r in results),
+        forgotten=sum(r.forgotten for r in results),
+        worker_cpu=sum(r.worker_cpu for r in results),
+    )
