@@ -4,6 +4,8 @@ partitions), with and without ``--until``, alerts and coverage records, and the 
 
 from __future__ import annotations
 
+import threading
+import warnings
 import zlib
 from dataclasses import asdict
 from pathlib import Path
@@ -205,3 +207,18 @@ def test_a_ticks_records_come_in_one_process_order_sweep_then_due_persons_by_due
     assert {share_of(person, 2) for person in due_order} == {0, 1}
     for jobs in JOBS[1:]:
         assert runs[jobs] == runs[1], f"--jobs {jobs}"
+    # A process with another thread starts its workers from a fork server, never by forking itself
+    # (which Python 3.12 on warns of).
+    alerts = []
+    waiting = threading.Event()
+    other = threading.Thread(target=waiting.wait)
+    other.start()
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            replay([path], policies, alerts.append, until, False, jobs=2)
+    finally:
+        waiting.set()
+        other.join()
+    assert [str(warning.message) for warning in caught if "fork" in str(warning.message)] == []
+    assert [(alert.kind, alert.person_key) for alert in alerts] == runs[1]
