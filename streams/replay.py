@@ -551,9 +551,11 @@ class _PlacingEngine(Engine):
         super().__init__(policies, store, *handlers)
         self.places: list[Tag] = []
 
-    def _reevaluate(self, person_key: str, state: PersonState, cause: Cause) -> list[AlertRecord]:
+    def _reevaluate(
+        self, person_key: str, state: PersonState, cause: Cause, *more: Any, **options: Any
+    ) -> list[AlertRecord]:
         place = self.store.place(person_key)
-        alerts = super()._reevaluate(person_key, state, cause)
+        alerts = super()._reevaluate(person_key, state, cause, *more, **options)
         self.places.extend([place] * len(alerts))
         return alerts
 
