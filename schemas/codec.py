@@ -141,7 +141,22 @@ def container_holds(source: IO[bytes], record_name: str) -> bool:
 
 
 def read_event_container(source: IO[bytes]) -> Iterator[Event]:
-    """Events from an Avro object container file written with (a compatible) unified-log schema.
+    """Events from an Avro object container file written with (a compatible) unified-log schema."""
+    for branch in _log_branches(source):
+        yield _event_from_branch(branch)
+
+
+def read_events_of(source: IO[bytes], persons: Callable[[str], bool]) -> Iterator[Event | None]:
+    """``read_event_container`` building only the events of persons that ``persons`` says yes to (and
+    clock ticks); None stands for each other record, so record numbers stay. A ``replay --jobs``
+    worker reads every record and keeps its own persons' events."""
+    for branch in _log_branches(source):
+        person_key = branch[1].get("person_key")
+        yield _event_from_branch(branch) if person_key is None or persons(person_key) else None
+
+
+def _log_branches(source: IO[bytes]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(record name, datum) of each record of a log container.
 
     A file written with the current schema is read as written: resolving it against the reader
     schema would change nothing and doubled fastavro's time per record. Another version is resolved."""
@@ -150,8 +165,7 @@ def read_event_container(source: IO[bytes]) -> Iterator[Event]:
     if _parsing_form(reader.writer_schema) != _parsing_form(log_schema()):
         source.seek(start)
         reader = fastavro.reader(source, _log_reader_schema(), return_record_name=True)
-    for branch in reader:
-        yield _event_from_branch(branch)
+    return cast(Iterator[tuple[str, dict[str, Any]]], iter(reader))
 
 
 def _parsing_form(schema: Any) -> str:

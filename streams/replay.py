@@ -25,14 +25,21 @@ import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, TypeVar
+from typing import IO, Any, TypeVar, cast
 
 import orjson
 from pydantic import ValidationError
 from tqdm import tqdm
 
 from infra.errors import InputError
-from schemas.codec import container_holds, container_metadata, event_from_json, read_event_container, to_json_line
+from schemas.codec import (
+    container_holds,
+    container_metadata,
+    event_from_json,
+    read_event_container,
+    read_events_of,
+    to_json_line,
+)
 from schemas.models import AlertRecord, ClockTick, CoverageRecord, LogEvent, SourceEvent
 from schemas.times import parse_instant
 from streams.core.clock import make_tick
@@ -50,6 +57,12 @@ SORT_CHUNK = 500_000
 
 def read_events(path: Path) -> Iterator[tuple[int, LogEvent]]:
     """(line or record number, event) of an events file: canonical JSON Lines or an Avro container."""
+    return cast(Iterator[tuple[int, LogEvent]], _read(path, None))
+
+
+def _read(path: Path, persons: Callable[[str], bool] | None) -> Iterator[tuple[int, LogEvent | None]]:
+    """``read_events``; with ``persons``, the events of an Avro container for persons it says no to
+    are not built (None in their place)."""
     try:
         raw = path.open("rb")
     except OSError as error:
@@ -58,7 +71,8 @@ def read_events(path: Path) -> Iterator[tuple[int, LogEvent]]:
         if raw.read(4) == AVRO_MAGIC:
             raw.seek(0)
             try:
-                for number, event in enumerate(read_event_container(raw), start=1):
+                events = read_event_container(raw) if persons is None else read_events_of(raw, persons)
+                for number, event in enumerate(events, start=1):
                     yield number, event  # type: ignore[misc]
             except (ValueError, EOFError) as error:
                 raise InputError(f"{path}: not a readable Avro container of events: {error}") from None
@@ -569,14 +583,18 @@ class _Worker:
         counters: Any,
         stop: Any,
         index: int,
+        jobs: int,
         pack_alert: Callable[[AlertRecord], Any],
         pack_coverage: Callable[[CoverageRecord], Any] | None,
     ) -> None:
-        self.queue, self.counters, self.stop, self.index = queue, counters, stop, index
+        self.queue, self.counters, self.stop, self.index, self.jobs = queue, counters, stop, index, jobs
         self.pack_alert, self.pack_coverage = pack_alert, pack_coverage
         self.batch: list[tuple[Tag, int, Any]] = []
         self.sequence = 0
         self.position: Position = ()
+
+    def holds(self, person_key: str) -> bool:
+        return share_of(person_key, self.jobs) == self.index
 
     def emit(self, tag: Tag, kind: int, packed: Any) -> None:
         self.sequence += 1
@@ -640,8 +658,10 @@ class _Worker:
             number, stopped = 0, False
             for path in files:
                 self.position = (stream, number + 1)  # where a file that cannot be read stops the replay
-                for _, event in read_events(path):
+                for _, event in _read(path, self.holds):
                     number += 1
+                    if event is None:
+                        continue  # another share's person (not even built)
                     if isinstance(event, ClockTick):
                         if until is not None and event.occurred_at > until:
                             stopped = True
@@ -673,7 +693,7 @@ def _share_main(
 ) -> None:
     """A worker process: what ``replay`` does, for the persons of share ``index``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
-    worker = _Worker(queue, counters, stop, index, pack_alert, pack_coverage)
+    worker = _Worker(queue, counters, stop, index, jobs, pack_alert, pack_coverage)
     try:
         if any(_avro_log(path) for path in paths):
             result = ReplayResult("log", files=[str(p) for p in paths])
