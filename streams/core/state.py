@@ -350,7 +350,7 @@ class PersonState:
     def at(self, moment: int) -> PersonState:
         """The state as of business time ``moment``: for each slot, the version in force then (none if
         its first version happened later). Open alerts are not part of it."""
-        if all(v.occurred_at <= moment for versions in self._current() for v in versions):
+        if not self._current_after(moment):
             return self
         view = PersonState(self.masked_id, past=self.past)
         for key, membership in self.roster.items():
@@ -368,6 +368,23 @@ class PersonState:
             if (certified := self._as_of(("H", ref), status, moment)) is not None:
                 view.hardship[ref] = certified
         return view
+
+    def _current_after(self, moment: int) -> bool:
+        """Whether a slot's current record happened after ``moment`` (asked on most evaluations: read
+        in place, without collecting the records)."""
+        for membership in self.roster.values():
+            if membership.occurred_at > moment:
+                return True
+        for registration in self.registrations.values():
+            if registration.occurred_at > moment:
+                return True
+        for payment in self.payments.values():
+            paid, refunded = payment.paid, payment.refunded
+            if (paid is not None and paid.occurred_at > moment) or (
+                refunded is not None and refunded.occurred_at > moment
+            ):
+                return True
+        return any(status.occurred_at > moment for status in self.hardship.values())
 
     def _as_of(self, slot: SlotKey, current: V | None, moment: int) -> V | None:
         if current is None or current.occurred_at <= moment:
