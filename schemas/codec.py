@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import cache
 from pathlib import Path
-from typing import IO, Any, TypeVar, cast
+from types import UnionType
+from typing import IO, Annotated, Any, TypeVar, Union, cast, get_args, get_origin
 
 import fastavro
 import orjson
+from pydantic import PlainSerializer
 
 from schemas import NAMESPACE, RECORD_NAMES, historical_schemas, load_schema
 from schemas.models import EVENT_TYPES, MODELS_BY_NAME, Event, Record
@@ -214,10 +216,55 @@ def trusted_event(model: type[E], fields: dict[str, Any]) -> E:
     fields["event_id"] = _PLACEHOLDER_ID
     values = {name: fields[name] for name in order}  # the serializer, and so the content id, go by this order
     event = _construct(model, values, given)
-    body = event.model_dump(mode="json", exclude_none=True)
-    del body["event_id"]
-    values["event_id"] = hashlib.sha256(orjson.dumps({"type": model.schema_name, **body})).hexdigest()[:32]
+    values["event_id"] = hashlib.sha256(_typed_body(event)).hexdigest()[:32]
     return event
+
+
+def _typed_body(event: Event) -> bytes:
+    """The canonical JSON object of an event without ``event_id``, ``type`` first: what its content id
+    hashes, and its canonical line after ``event_id``."""
+    plan = _json_plan(type(event))
+    if plan is None:
+        body = event.model_dump(mode="json", exclude_none=True)
+        del body["event_id"]
+        return orjson.dumps({"type": event.schema_name, **body})
+    # What model_dump(mode="json", exclude_none=True) gives, without pydantic's serializer: it cost a
+    # connector a quarter of its time per record. Tests hold the two to the same bytes.
+    values = event.__dict__
+    typed: dict[str, Any] = {"type": event.schema_name}
+    for name, render in plan:
+        value = values[name]
+        if value is not None:
+            typed[name] = value if render is None else render(value)
+    return orjson.dumps(typed)
+
+
+_PLAIN_JSON = (str, int, bool)  # held as themselves in JSON (enums are held as their plain values)
+
+
+@cache
+def _json_plan(model: type[Event]) -> tuple[tuple[str, Callable[[Any], Any] | None], ...] | None:
+    """Each field of an event model but ``event_id``, in order, with its JSON serializer (None when
+    the value is its own JSON); None for a model with a field of any other kind (a list, a nested
+    record), which only pydantic renders."""
+    plan: list[tuple[str, Callable[[Any], Any] | None]] = []
+    for name, info in model.model_fields.items():
+        if name == "event_id":
+            continue
+        kind = info.annotation
+        metadata = list(info.metadata)
+        options = [arg for arg in get_args(kind) if arg is not type(None)]
+        if get_origin(kind) in (Union, UnionType) and len(options) == 1:  # X | None
+            kind = options[0]
+        if get_origin(kind) is Annotated:
+            kind, *more = get_args(kind)
+            metadata.extend(more)
+        serializers = [item for item in metadata if isinstance(item, PlainSerializer)]
+        if not (isinstance(kind, type) and issubclass(kind, _PLAIN_JSON)) or len(serializers) > 1:
+            return None
+        render = serializers[0].func if serializers and serializers[0].when_used in ("json", "always") else None
+        plan.append((name, cast(Callable[[Any], Any] | None, render)))
+    return tuple(plan)
 
 
 def event_values(event: Event) -> tuple[Any, ...]:
