@@ -160,8 +160,32 @@ def _plan(model: type[SourceRecord]) -> tuple[tuple[str, Callable[[Any], Any], b
         # A field checked by anything but its one parser (a constraint, an alias) needs the model.
         if len(parsers) != 1 or len(info.metadata) != 1 or info.alias or info.validation_alias:
             raise TypeError(f"{model.__name__}.{name}: a fast-path field has exactly one BeforeValidator")
-        plan.append((name, parsers[0], info.is_required(), info.default))
+        plan.append((name, _memoised(parsers[0]), info.is_required(), info.default))
     return tuple(plan)
+
+
+_MEMO_LIMIT = 4096  # texts remembered per field: a file's schools, actions and regions fit many times
+
+
+def _memoised(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A field's parser that remembers what it made of each text it accepted. Most columns repeat
+    from row to row (a school, its region, an action); a parser is a function of the cell alone, so
+    the remembered value is the one it would give again. A failure is not remembered: it raises each
+    time. Columns that never repeat (identity numbers, times) fill the memo once and then only cost
+    a miss; a hostile file cannot make it grow past ``_MEMO_LIMIT``."""
+    memo: dict[str, Any] = {}
+
+    def parse_cell(cell: Any) -> Any:
+        if cell.__class__ is not str:  # 1, 1.0 and True are equal keys, and parse differently
+            return parse(cell)
+        value = memo.get(cell, _ABSENT)
+        if value is _ABSENT:
+            value = parse(cell)
+            if len(memo) < _MEMO_LIMIT:
+                memo[cell] = value
+        return value
+
+    return parse_cell
 
 
 def _born_after(id_number: str, occurred_at: int) -> bool:

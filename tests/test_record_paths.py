@@ -130,3 +130,27 @@ def test_trusted_event_refuses_unknown_and_missing_fields() -> None:
         trusted_event(ClockTick, {"occurred_at": 0, "bogus": 1})
     with pytest.raises(TypeError, match="no value for occurred_at"):
         trusted_event(ClockTick, {})
+
+
+def test_a_field_parser_remembers_only_texts_it_accepted_and_only_so_many() -> None:
+    from connectors.records import _MEMO_LIMIT, _memoised
+
+    seen: list[object] = []
+
+    def parse(cell: object) -> object:
+        seen.append(cell)
+        if cell == "bad":
+            raise ValueError(cell)
+        return str(cell).upper()
+
+    parse_cell = _memoised(parse)
+    assert [parse_cell("a"), parse_cell("a")] == ["A", "A"] and seen == ["a"]
+    for _ in range(2):  # a failure raises every time, never from memory
+        with pytest.raises(ValueError):
+            parse_cell("bad")
+    assert [parse_cell(True), parse_cell(1), parse_cell(1.0)] == ["TRUE", "1", "1.0"]  # equal keys, not cached
+    assert seen.count("bad") == 2 and seen[-3:] == [True, 1, 1.0]
+    for number in range(3 * _MEMO_LIMIT):  # a file whose cells never repeat
+        assert parse_cell(f"x{number}") == f"X{number}"
+    [memo] = [cell.cell_contents for cell in parse_cell.__closure__ or () if isinstance(cell.cell_contents, dict)]
+    assert len(memo) == _MEMO_LIMIT
