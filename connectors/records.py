@@ -36,7 +36,7 @@ from connectors.fields import (
     enum_field,
 )
 from connectors.identity import Secret, birth_date, mask, person_key
-from schemas.codec import new_event, trusted_event
+from schemas.codec import new_event, trusted_event, trusted_event_line
 from schemas.models import (
     HardshipAction,
     HardshipCategory,
@@ -131,6 +131,18 @@ class SourceRecord(BaseModel):
     def fast_event(cls, row: Mapping[str, object], secret: Secret) -> SourceEvent | None:
         """The event of a row that passes every check, as ``model_validate(row).event(secret)`` gives
         it; None as soon as a check fails (the model path then says what is wrong)."""
+        fields = cls._fast_fields(row, secret)
+        return None if fields is None else trusted_event(cls.event_type, fields)
+
+    @classmethod
+    def fast_event_line(cls, row: Mapping[str, object], secret: Secret) -> tuple[SourceEvent, bytes] | None:
+        """``fast_event`` and the event's canonical JSON line (with its newline), rendered once."""
+        fields = cls._fast_fields(row, secret)
+        return None if fields is None else trusted_event_line(cls.event_type, fields)
+
+    @classmethod
+    def _fast_fields(cls, row: Mapping[str, object], secret: Secret) -> dict[str, Any] | None:
+        """The event's fields from a row that passes every check; None as soon as one fails."""
         values: dict[str, Any] = {}
         try:
             for name, parse, required, default in _plan(cls):
@@ -145,7 +157,7 @@ class SourceRecord(BaseModel):
                 return None
         except (ValueError, AssertionError):  # what pydantic turns into validation errors
             return None
-        return trusted_event(cls.event_type, cls._event_of(values, secret))
+        return cls._event_of(values, secret)
 
 
 _ABSENT: Any = object()

@@ -204,6 +204,12 @@ def trusted_event(model: type[E], fields: dict[str, Any]) -> E:
     """``new_event`` for fields already checked where they were made (a connector's parsers): the
     same event and content id, without validating every field again, which cost a connector a third
     of its time per record. ``fields`` is taken over."""
+    return trusted_event_line(model, fields)[0]
+
+
+def trusted_event_line(model: type[E], fields: dict[str, Any]) -> tuple[E, bytes]:
+    """``trusted_event`` and the event's canonical JSON line (``to_json_line``, with its newline),
+    made from the body its content id hashes: a connector writing JSON Lines renders it once."""
     order, names, defaults = _construction(model)
     given = {*fields, "event_id"}  # what new_event's model counts as set
     if given != names:  # some left to their defaults, or a name the model does not have
@@ -216,8 +222,10 @@ def trusted_event(model: type[E], fields: dict[str, Any]) -> E:
     fields["event_id"] = _PLACEHOLDER_ID
     values = {name: fields[name] for name in order}  # the serializer, and so the content id, go by this order
     event = _construct(model, values, given)
-    values["event_id"] = hashlib.sha256(_typed_body(event)).hexdigest()[:32]
-    return event
+    typed = _typed_body(event)
+    values["event_id"] = event_id = hashlib.sha256(typed).hexdigest()[:32]
+    # The canonical line is {"event_id": ..., "type": ..., fields}: the typed body after the id.
+    return event, b'{"event_id":"' + event_id.encode() + b'",' + typed[1:] + b"\n"
 
 
 def _typed_body(event: Event) -> bytes:
@@ -324,6 +332,11 @@ class JsonLinesWriter:
     def write(self, record: Record) -> None:
         self._out.write(to_json_line(record) + b"\n")
         self.count += 1
+
+    def write_lines(self, lines: bytes) -> None:
+        """Records already as their canonical lines, each with its newline."""
+        self._out.write(lines)
+        self.count += lines.count(b"\n")
 
     def close(self) -> None:
         self._out.close()
