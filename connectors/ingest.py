@@ -344,9 +344,20 @@ def _start_method() -> str | None:
     Forking a process with threads (a Kafka producer's) can leave a lock held in the child for good,
     and Python 3.12+ warns of it: then a fork server, which starts once per run."""
     methods = multiprocessing.get_all_start_methods()
+    _stop_tqdm_monitor()
     if "fork" in methods and threading.active_count() == 1:
         return "fork"
     return "forkserver" if "forkserver" in methods else None
+
+
+def _stop_tqdm_monitor() -> None:
+    """Stop the thread that the first ordinary tqdm bar of a process starts and keeps (it only looks
+    for bars that stalled; the next ordinary bar starts it again): it alone would keep the workers
+    from forking."""
+    monitor = tqdm.monitor
+    if monitor is not None:
+        monitor.exit()  # type: ignore[no-untyped-call]
+        tqdm.monitor = None
 
 
 def _done(batch: Batch) -> Future[Batch]:
