@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import multiprocessing
+import os
 import threading
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -345,9 +346,18 @@ def _start_method() -> str | None:
     and Python 3.12+ warns of it: then a fork server, which starts once per run."""
     methods = multiprocessing.get_all_start_methods()
     _stop_tqdm_monitor()
-    if "fork" in methods and threading.active_count() == 1:
+    if "fork" in methods and _running_threads() == 1:
         return "fork"
     return "forkserver" if "forkserver" in methods else None
+
+
+def _running_threads() -> int:
+    """This process's threads as the system counts them, as Python's warning on fork does: native
+    ones too (a RocksDB's, a Kafka client library's), which ``threading`` does not know of."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:  # no /proc
+        return threading.active_count()
 
 
 def _stop_tqdm_monitor() -> None:

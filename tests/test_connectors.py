@@ -628,27 +628,24 @@ def test_jobs_beside_another_thread_start_their_workers_without_forking_it(tmp_p
         other.join()
 
 
-def test_jobs_after_an_ordinary_progress_bar_still_fork(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_jobs_after_an_ordinary_progress_bar_still_fork(tmp_path: Path) -> None:
     # The first ordinary tqdm bar starts a thread that stays (even a disabled bar): the bench, the
-    # demo and tests make such bars. The workers still fork, with no thread to warn of.
+    # demo and tests make such bars. It alone does not keep the workers from forking.
     from tqdm import tqdm
 
-    from connectors import ingest as ingest_module
+    from connectors.ingest import _running_threads, _start_method
 
-    files = [write_csv(tmp_path / "a.csv", _spanning_tax_rows(20))]
-    one = _ingest_jobs("tax", files, 1)
-    methods: list[str | None] = []
-    start_method = ingest_module._start_method
-
-    def recorded() -> str | None:
-        methods.append(start_method())
-        return methods[-1]
-
-    monkeypatch.setattr(ingest_module, "_start_method", recorded)
     with tqdm(total=1, disable=True):
         pass
     assert tqdm.monitor is not None
+    threads = _running_threads()  # the monitor, and any a test before this one left running
+    method = _start_method()
+    assert tqdm.monitor is None and _running_threads() == threads - 1
+    assert method == ("fork" if threads == 2 else "forkserver")
+    files = [write_csv(tmp_path / "a.csv", _spanning_tax_rows(20))]
+    one = _ingest_jobs("tax", files, 1)
+    with tqdm(total=1, disable=True):
+        pass
     with warnings.catch_warnings():
         warnings.simplefilter("error", DeprecationWarning)
         assert _ingest_jobs("tax", files, 2) == one
-    assert methods == ["fork"]
