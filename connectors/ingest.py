@@ -133,16 +133,19 @@ def record_type(source: str) -> type[SourceRecord]:
 
 def convert_row(model: type[SourceRecord], row: Row, secret: Secret) -> SourceEvent | list[FieldError]:
     """One row to its event, or to the list of what is wrong with it; whatever the row holds."""
-    outcome = _convert(model, row, secret)
-    return outcome if isinstance(outcome, list) else outcome[0]
+    outcome = _convert(model, row, secret, lines=False)
+    assert not isinstance(outcome, bytes)
+    return outcome
 
 
-def _convert(model: type[SourceRecord], row: Row, secret: Secret) -> tuple[SourceEvent, bytes] | list[FieldError]:
-    """``convert_row``, with the event's canonical JSON line."""
+def _convert(
+    model: type[SourceRecord], row: Row, secret: Secret, *, lines: bool
+) -> SourceEvent | bytes | list[FieldError]:
+    """``convert_row``; with ``lines``, the event as its canonical JSON line (with its newline) only."""
     if row.problem is not None:
         code, message = row.problem
         return [FieldError(field=None, code=code, message=message)]
-    made = model.fast_event_line(row.values, secret)
+    made = model.fast_line(row.values, secret) if lines else model.fast_event(row.values, secret)
     if made is not None:
         return made
     try:
@@ -151,7 +154,7 @@ def _convert(model: type[SourceRecord], row: Row, secret: Secret) -> tuple[Sourc
         event = model.model_validate(row.values).event(secret)
     except ValidationError as error:
         return field_errors(error, row.labels)
-    return event, to_json_line(event) + b"\n"
+    return to_json_line(event) + b"\n" if lines else event
 
 
 # -- converting rows, here or in other processes ---------------------------------------------------
@@ -195,17 +198,17 @@ class _Task:
 def _convert_rows(task: _Task, where: str, rows: Iterable[Row]) -> Batch:
     batch = Batch()
     for index, row in enumerate(rows):
-        outcome = _convert(task.model, row, task.secret)
+        outcome = _convert(task.model, row, task.secret, lines=task.lines)
         if isinstance(outcome, list):
             ends = f"{row.line}-{row.end_line}" if row.end_line else str(row.line)
             letter = record_dead_letter(
                 task.model.source, f"{where}:{ends}", row.values, outcome, file=where, line=row.line
             )
             batch.rejected.append((index, row.line, letter))
-        elif task.lines:
-            batch.lines.append(outcome[1])
+        elif isinstance(outcome, bytes):
+            batch.lines.append(outcome)
         else:
-            batch.events.append(event_values(outcome[0]) if task.values else outcome[0])
+            batch.events.append(event_values(outcome) if task.values else outcome)
         batch.read = index + 1
     return batch
 

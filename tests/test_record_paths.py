@@ -19,7 +19,7 @@ from connectors.identity import Secret
 from connectors.readers import open_rows
 from connectors.records import RECORD_TYPES, EducationRecord, SourceRecord
 from enrollbridge.synth.season import DEFAULT_RATES, SOURCES, SeasonConfig, SeasonGenerator
-from schemas.codec import new_event, to_json_line, trusted_event
+from schemas.codec import new_event, to_json_line, trusted_event, trusted_line
 from schemas.models import EVENT_TYPES, ClockTick, Event, SourceEvent
 from streams.core.policy import load_policies
 from tests.files import GOOD_ROWS
@@ -40,6 +40,8 @@ def _same_outcome(model: type[SourceRecord], values: dict[str, Any]) -> bool:
     fast = model.fast_event(dict(values), SECRET)
     slow = _model_path(model, values)
     assert fast == slow, values
+    # The line written without building the event is the event's canonical line.
+    assert model.fast_line(dict(values), SECRET) == (None if fast is None else to_json_line(fast) + b"\n")
     if fast is None or slow is None:
         return False
     assert type(fast) is type(slow)
@@ -122,6 +124,7 @@ def test_trusted_event_is_new_event(seed: int) -> None:
         built = new_event(model, **fields)
         trusted = trusted_event(model, dict(fields))
         assert trusted == built and to_json_line(trusted) == to_json_line(built)
+        assert trusted_line(model, dict(fields)) == to_json_line(built) + b"\n"  # ClockTick: through pydantic
         assert isinstance(trusted, model) and trusted.model_fields_set == built.model_fields_set
 
 
