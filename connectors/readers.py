@@ -54,6 +54,11 @@ class RowFile:
     ignored_columns: list[str] = field(default_factory=list)
     blank_lines: int = 0
     more_ignored: bool = False
+    # A CSV file's layout and where its records begin (byte offset, line): enough for other
+    # processes to read parts of it. None for the other formats, which this process reads.
+    layout: CsvLayout | None = None
+    body: tuple[int, int] | None = None
+    close: Callable[[], None] = lambda: None  # lets go of the file when its rows were not all read
 
     def ignore(self, column: str) -> None:
         """Note an unknown column for the summary: the first few, each shown safely and cut short."""
@@ -101,10 +106,14 @@ def _sniff_encoding(path: Path, raw: IO[bytes]) -> str:
     return "utf-8-sig"
 
 
-def _decoded_lines(path: Path, raw: IO[bytes], encoding: str, consumed: list[int]) -> Iterator[str]:
-    """Lines of text, counting bytes read for progress; a decoding error names the line."""
+def _decoded_lines(
+    path: Path, raw: IO[bytes], encoding: str, consumed: list[int], first_line: int = 1
+) -> Iterator[str]:
+    """Lines of text, counting bytes read for progress; a decoding error names the line.
+
+    ``first_line`` is the number of the line ``raw`` is at (a worker reads from the middle of a file)."""
     decoder_name = "utf-8" if encoding == "utf-8-sig" else encoding
-    for number, line in enumerate(raw, start=1):
+    for number, line in enumerate(raw, start=first_line):
         consumed[0] += len(line)
         if number == 1 and encoding == "utf-8-sig" and line.startswith(b"\xef\xbb\xbf"):
             line = line[3:]
@@ -151,6 +160,116 @@ def _column_label(name: str, header_names: dict[str, str], *, chinese: bool) -> 
     return f"{alias} ({name})" if chinese else f"{name} ({alias})"
 
 
+@dataclass(frozen=True)
+class CsvLayout:
+    """How a CSV file's records become rows: each header cell's canonical column (None for one
+    ignored), and the file's own header of each column where it differs. Small and picklable, so a
+    worker process can read part of the file the way this process would."""
+
+    path: Path
+    encoding: str
+    columns: tuple[str | None, ...]
+    labels: Mapping[str, str]
+    cell_limit: int = field(default_factory=csv.field_size_limit)  # this process's, for a worker to read with
+
+    def rows(
+        self, reader: Iterator[list[str]], line_num: Callable[[], int], base: int, stop: int | None
+    ) -> Iterator[Row]:
+        """The rows of ``reader``'s records; lines are numbered ``base`` + the reader's count.
+        With ``stop``, no record is begun once ``stop`` lines were read (the rest of a record begun
+        before is still read). Blank records are yielded as None-valued markers: see ``BLANK``."""
+        width = len(self.columns)
+        named = [name for name in self.columns if name]
+        every_column_known = len(named) == width
+        labels = self.labels
+        start = base + line_num() + 1
+        while stop is None or line_num() < stop:
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as error:
+                end = base + line_num()
+                span = f"lines {start}-{end}" if end > start else f"line {start}"
+                detail = str(error)
+                if "field limit" in detail:
+                    # A giant cell, or a quote never closed that swallowed the lines after it:
+                    # the dead letter says which lines went into it.
+                    detail = f"a cell longer than {csv.field_size_limit():,} characters"
+                    detail += " (a quote not closed?)" if end > start else ""
+                yield Row(start, {}, ("BAD_ROW", f"unreadable CSV ({span}): {detail}"), end_line=end)
+                start = end + 1
+                continue
+            end = base + line_num()
+            line, start = start, end + 1
+            if not "".join(cells).strip():  # every cell blank
+                yield BLANK
+                continue
+            spans = end if end > line else None
+            if every_column_known and len(cells) == width:  # most rows: the fast way to the same dict
+                yield Row(line, dict(zip(named, cells, strict=True)), None, labels, spans)
+                continue
+            values = {name: cell for name, cell in zip(self.columns, cells, strict=False) if name}
+            if len(cells) > width:
+                problem = ("BAD_ROW", f"row has {len(cells)} cells but the header has {width}")
+                yield Row(line, values, problem, labels, spans)
+            else:
+                yield Row(line, values, None, labels, spans)
+
+    def piece(self, offset: int, first_line: int, lines: int) -> Piece:
+        """The rows of the records that begin in ``lines`` lines of the file from byte ``offset``
+        (line ``first_line``), read in this process: what a worker does with its share."""
+        consumed = [0]
+        csv.field_size_limit(self.cell_limit)  # a worker started afresh (by a fork server) has the default
+        with self.path.open("rb") as raw:
+            raw.seek(offset)
+            text = _decoded_lines(self.path, raw, self.encoding, consumed, first_line)
+            reader = csv.reader(text)
+            piece = Piece([], 0, offset, first_line - 1)
+            try:
+                for row in self.rows(reader, lambda: reader.line_num, first_line - 1, lines):
+                    if row is BLANK:
+                        piece.blank_lines += 1
+                    else:
+                        piece.rows.append(row)
+            except InputError as error:  # the rows before it still count; the reader reports it after them
+                piece.failure = str(error)
+            piece.end_offset = offset + consumed[0]
+            piece.end_line = first_line - 1 + reader.line_num
+        return piece
+
+
+@dataclass
+class Piece:
+    """What a run of a file's lines gave: its rows, blank lines, where reading stopped (byte offset
+    and line: past the run when a record begun in it went on), and the error that stopped it."""
+
+    rows: list[Row]
+    blank_lines: int
+    end_offset: int
+    end_line: int
+    failure: str | None = None
+
+
+BLANK = Row(0, MappingProxyType({}))
+"""Marks a record whose cells are all blank: skipped, and counted as a blank line."""
+
+
+def split_lines(path: Path, offset: int, first_line: int, size: int) -> Iterator[tuple[int, int, int]]:
+    """The part of a file from ``offset`` (line ``first_line``) cut into runs of whole lines of about
+    ``size`` bytes: each run's byte offset, its first line and its number of lines. Only counts
+    bytes, at the speed of reading them."""
+    with path.open("rb") as raw:
+        raw.seek(offset)
+        while block := raw.read(size):
+            if not block.endswith(b"\n"):
+                block += raw.readline()  # to the end of the line (or of the file)
+            lines = block.count(b"\n") + (0 if block.endswith(b"\n") else 1)
+            yield offset, first_line, lines
+            offset += len(block)
+            first_line += lines
+
+
 def _open_csv(
     path: Path, raw: IO[bytes], encoding: str, header_names: dict[str, str], required: list[str], size: int
 ) -> RowFile:
@@ -164,47 +283,19 @@ def _open_csv(
     except csv.Error as error:
         raise InputError(f"{path}:1: cannot read the header: {error}") from None
     columns, ignored, labels = _map_header(path, header, header_names, required)
-    row_file = RowFile(path, "csv", iter(()), size, lambda: consumed[0])
+    row_file = RowFile(path, "csv", iter(()), size, lambda: consumed[0], close=raw.close)
     for column in ignored:
         row_file.ignore(column)
-    width = len(columns)
-    named = [name for name in columns if name]
-    every_column_known = len(named) == width
+    layout = CsvLayout(path, encoding, tuple(columns), labels)
+    row_file.layout, row_file.body = layout, (consumed[0], reader.line_num + 1)
 
     def rows() -> Iterator[Row]:
         with raw:
-            start = reader.line_num + 1
-            while True:
-                try:
-                    cells = next(reader)
-                except StopIteration:
-                    return
-                except csv.Error as error:
-                    end = reader.line_num
-                    span = f"lines {start}-{end}" if end > start else f"line {start}"
-                    detail = str(error)
-                    if "field limit" in detail:
-                        # A giant cell, or a quote never closed that swallowed the lines after it:
-                        # the dead letter says which lines went into it.
-                        detail = f"a cell longer than {csv.field_size_limit():,} characters"
-                        detail += " (a quote not closed?)" if end > start else ""
-                    yield Row(start, {}, ("BAD_ROW", f"unreadable CSV ({span}): {detail}"), end_line=end)
-                    start = end + 1
-                    continue
-                line, end, start = start, reader.line_num, reader.line_num + 1
-                if not "".join(cells).strip():  # every cell blank
+            for row in layout.rows(reader, lambda: reader.line_num, 0, None):
+                if row is BLANK:
                     row_file.blank_lines += 1
-                    continue
-                spans = end if end > line else None
-                if every_column_known and len(cells) == width:  # most rows: the fast way to the same dict
-                    yield Row(line, dict(zip(named, cells, strict=True)), None, labels, spans)
-                    continue
-                values = {name: cell for name, cell in zip(columns, cells, strict=False) if name}
-                if len(cells) > len(columns):
-                    problem = ("BAD_ROW", f"row has {len(cells)} cells but the header has {len(columns)}")
-                    yield Row(line, values, problem, labels, spans)
                 else:
-                    yield Row(line, values, None, labels, spans)
+                    yield row
 
     row_file.rows = rows()
     return row_file
@@ -213,7 +304,7 @@ def _open_csv(
 def _open_jsonl(path: Path, raw: IO[bytes], encoding: str, header_names: dict[str, str], size: int) -> RowFile:
     consumed = [0]
     lines = _decoded_lines(path, raw, encoding, consumed)
-    row_file = RowFile(path, "jsonl", iter(()), size, lambda: consumed[0])
+    row_file = RowFile(path, "jsonl", iter(()), size, lambda: consumed[0], close=raw.close)
 
     def rows() -> Iterator[Row]:
         with raw:

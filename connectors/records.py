@@ -36,7 +36,7 @@ from connectors.fields import (
     enum_field,
 )
 from connectors.identity import Secret, birth_date, mask, person_key
-from schemas.codec import new_event, trusted_event
+from schemas.codec import new_event, trusted_event, trusted_line
 from schemas.models import (
     HardshipAction,
     HardshipCategory,
@@ -131,6 +131,18 @@ class SourceRecord(BaseModel):
     def fast_event(cls, row: Mapping[str, object], secret: Secret) -> SourceEvent | None:
         """The event of a row that passes every check, as ``model_validate(row).event(secret)`` gives
         it; None as soon as a check fails (the model path then says what is wrong)."""
+        fields = cls._fast_fields(row, secret)
+        return None if fields is None else trusted_event(cls.event_type, fields)
+
+    @classmethod
+    def fast_line(cls, row: Mapping[str, object], secret: Secret) -> bytes | None:
+        """The canonical JSON line (with its newline) of ``fast_event``'s event, without building it."""
+        fields = cls._fast_fields(row, secret)
+        return None if fields is None else trusted_line(cls.event_type, fields)
+
+    @classmethod
+    def _fast_fields(cls, row: Mapping[str, object], secret: Secret) -> dict[str, Any] | None:
+        """The event's fields from a row that passes every check; None as soon as one fails."""
         values: dict[str, Any] = {}
         try:
             for name, parse, required, default in _plan(cls):
@@ -145,7 +157,7 @@ class SourceRecord(BaseModel):
                 return None
         except (ValueError, AssertionError):  # what pydantic turns into validation errors
             return None
-        return trusted_event(cls.event_type, cls._event_of(values, secret))
+        return cls._event_of(values, secret)
 
 
 _ABSENT: Any = object()
@@ -160,8 +172,32 @@ def _plan(model: type[SourceRecord]) -> tuple[tuple[str, Callable[[Any], Any], b
         # A field checked by anything but its one parser (a constraint, an alias) needs the model.
         if len(parsers) != 1 or len(info.metadata) != 1 or info.alias or info.validation_alias:
             raise TypeError(f"{model.__name__}.{name}: a fast-path field has exactly one BeforeValidator")
-        plan.append((name, parsers[0], info.is_required(), info.default))
+        plan.append((name, _memoised(parsers[0]), info.is_required(), info.default))
     return tuple(plan)
+
+
+_MEMO_LIMIT = 4096  # texts remembered per field: a file's schools, actions and regions fit many times
+
+
+def _memoised(parse: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """A field's parser that remembers what it made of each text it accepted. Most columns repeat
+    from row to row (a school, its region, an action); a parser is a function of the cell alone, so
+    the remembered value is the one it would give again. A failure is not remembered: it raises each
+    time. Columns that never repeat (identity numbers, times) fill the memo once and then only cost
+    a miss; a hostile file cannot make it grow past ``_MEMO_LIMIT``."""
+    memo: dict[str, Any] = {}
+
+    def parse_cell(cell: Any) -> Any:
+        if cell.__class__ is not str:  # 1, 1.0 and True are equal keys, and parse differently
+            return parse(cell)
+        value = memo.get(cell, _ABSENT)
+        if value is _ABSENT:
+            value = parse(cell)
+            if len(memo) < _MEMO_LIMIT:
+                memo[cell] = value
+        return value
+
+    return parse_cell
 
 
 def _born_after(id_number: str, occurred_at: int) -> bool:

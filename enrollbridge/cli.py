@@ -129,7 +129,7 @@ def ingest(
     import time
 
     from connectors.identity import Secret
-    from connectors.ingest import DeadLetterSink, EventSink, OutputFiles, VersionTimes, ingest_files
+    from connectors.ingest import DeadLetterSink, EventSink, OutputFiles, VersionTimes, ingest_files, ingest_lines
     from schemas.models import SourceWatermark
     from schemas.times import format_instant
 
@@ -138,9 +138,11 @@ def ingest(
     on_dead_letter: DeadLetterSink
     with contextlib.ExitStack() as stack:
         sink = None
+        output: OutputFiles | None = None
         if out is not None:
             dlq = dlq or out.with_name(out.name.removesuffix(".jsonl") + ".dlq.jsonl")
-            on_event, on_dead_letter = stack.enter_context(OutputFiles(out, dlq))
+            output = OutputFiles(out, dlq)
+            on_event, on_dead_letter = stack.enter_context(output)
             where = f"events: {out}  dead letters: {dlq}"
         else:
             from connectors.kafka_sink import KafkaSink
@@ -159,7 +161,12 @@ def ingest(
             where = f"events: {sink.topic}  dead letters: {sink.topics.dead_letters} on {settings.bootstrap_servers}"
         latest = VersionTimes(on_event)
         try:
-            summary = ingest_files(source, files, secret, latest.event, on_dead_letter, encoding=encoding, jobs=jobs)
+            if output is not None:  # files: the records as their lines, made where they are converted
+                summary = ingest_lines(source, files, secret, *output.lines(), encoding=encoding, jobs=jobs)
+            else:
+                summary = ingest_files(
+                    source, files, secret, latest.event, on_dead_letter, encoding=encoding, jobs=jobs
+                )
         except InputError as error:  # outputs are written aside and published only at the end
             raise InputError(f"{error}; nothing was written") from None
         if sink is not None:

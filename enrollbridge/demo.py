@@ -12,7 +12,7 @@ from typing import Any
 import click
 
 from connectors.identity import Secret
-from connectors.ingest import ingest_files
+from connectors.ingest import ingest_lines
 from enrollbridge.synth.season import SOURCES, SeasonGenerator, season_config
 from infra.errors import InputError
 from schemas.codec import JsonLinesWriter
@@ -57,7 +57,8 @@ def prepare_season(
     for source in SOURCES:
         events_path = out / f"{source}.events.jsonl"
         with JsonLinesWriter(events_path) as events, JsonLinesWriter(out / f"{source}.dlq.jsonl") as dead:
-            summary = ingest_files(source, [out / manifest["files"][source]["path"]], secret, events.write, dead.write)
+            path = out / manifest["files"][source]["path"]
+            summary = ingest_lines(source, [path], secret, events.write_lines, dead.write_lines)
         click.echo(f"    {source}: read {summary.read}, accepted {summary.accepted}, rejected {summary.rejected}")
         event_files.append(events_path)
     return manifest, event_files

@@ -3,6 +3,9 @@ and the accounting promise: every record read is exactly one event or one dead l
 
 from __future__ import annotations
 
+import csv
+import threading
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from connectors.identity import Secret, person_key
-from connectors.ingest import IngestSummary, ingest_files
+from connectors.ingest import IngestSummary, ingest_files, ingest_lines
 from connectors.records import RECORD_TYPES
 from infra.errors import InputError
 from schemas.codec import to_json_line
@@ -493,6 +496,7 @@ def test_jobs_hand_the_sinks_exactly_what_one_process_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
 ) -> None:
     monkeypatch.setattr("connectors.ingest.CHUNK_ROWS", 7)  # many chunks, some short, more than the window
+    monkeypatch.setattr("connectors.ingest.PIECE_BYTES", 500)  # a CSV file's workers: many runs of lines
     chinese = {"amount": "缴费金额", "region": "征收地区划代码", "payment_ref": "票据号"}
     mixed: list[Any] = [
         {chinese.get(name, name): cell for name, cell in row.items()} if number % 3 else row
@@ -514,6 +518,7 @@ def test_jobs_refuse_a_file_where_one_process_does_with_the_same_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr("connectors.ingest.CHUNK_ROWS", 5)
+    monkeypatch.setattr("connectors.ingest.PIECE_BYTES", 300)  # the rejected run crosses runs of lines
     monkeypatch.setattr("connectors.ingest.REJECTED_IN_A_ROW", 12)
     garbage = [{name: "x" for name in GOOD_ROWS["tax"]}] * 20
     refused = write_csv(tmp_path / "refused.csv", [*_hostile_tax_rows(9), *garbage, *_hostile_tax_rows(30)])
@@ -528,3 +533,119 @@ def test_jobs_refuse_a_file_where_one_process_does_with_the_same_error(
         one = _ingest_jobs("tax", paths, 1)
         assert one[0].startswith("refused: ")
         assert _ingest_jobs("tax", paths, 2) == one
+
+
+def _spanning_tax_rows(count: int) -> list[dict[str, str]]:
+    """Rows some of whose cells hold line breaks (quoted, so a record spans lines), among bad rows."""
+    rows = _hostile_tax_rows(count)
+    for number, row in enumerate(rows):
+        if number % 4 == 1:
+            row["channel"] = "微信\n转账\r\n" + "第三行\n" * (number % 9)
+    return rows
+
+
+@pytest.mark.parametrize("piece_bytes", [1, 90, 333, 4000])
+def test_csv_workers_reading_their_own_lines_give_what_one_process_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, piece_bytes: int
+) -> None:
+    # Runs of lines cut inside records (a quoted cell holding line breaks; a quote never closed that
+    # swallows lines up to the cell limit, and one that swallows the rest of the file): each
+    # worker's guess that a record begins where its run does is checked against the run before.
+    monkeypatch.setattr("connectors.ingest.PIECE_BYTES", piece_bytes)
+    monkeypatch.setattr("connectors.ingest.CHUNK_ROWS", 3)
+    limit = csv.field_size_limit(600)  # the workers read with this process's limit
+    try:
+        spanning = write_csv(tmp_path / "spanning.csv", _spanning_tax_rows(60))
+        blank_lines = tmp_path / "blank.csv"
+        blank_lines.write_bytes(spanning.read_bytes().replace(b"\r\n", b"\r\n,,,\r\n\r\n", 7))
+        lines = spanning.read_text(encoding="utf-8").splitlines(keepends=True)
+        plain = write_csv(tmp_path / "plain.csv", _hostile_tax_rows(60)).read_text(encoding="utf-8").splitlines(True)
+        opened = plain[9].replace("PJ-", '"PJ-', 1)  # swallows the lines after it, up to the cell limit
+        unclosed = tmp_path / "unclosed.csv"
+        unclosed.write_text("".join(plain[:9]) + opened + "".join(plain[10:]), encoding="utf-8")
+        to_the_end = tmp_path / "to-the-end.csv"
+        to_the_end.write_text("".join(lines) + 'x,"never closed\n' + "more\n" * 3, encoding="utf-8")
+        files = [spanning, blank_lines, unclosed, to_the_end]
+        one = _ingest_jobs("tax", files, 1)
+        assert "blank_lines=12" in one[0] and "read=61," in one[0]
+        assert b"a cell longer than 600 characters (a quote not closed?)" in b"".join(one[2])
+        assert _ingest_jobs("tax", files, 2) == one
+        assert _ingest_lines_jobs("tax", files, 2) == _as_lines(one)
+    finally:
+        csv.field_size_limit(limit)
+
+
+def _ingest_lines_jobs(source: str, paths: list[Path], jobs: int) -> tuple[str, bytes, bytes]:
+    """What ``ingest_lines`` gives: its summary and the bytes of its events and dead letters."""
+    events: list[bytes] = []
+    dead: list[bytes] = []
+    try:
+        summary = ingest_lines(source, paths, SECRET, events.append, dead.append, progress=False, jobs=jobs)
+    except InputError as error:
+        return f"refused: {error}", b"", b""  # what was written is thrown away
+    return repr(summary), b"".join(events), b"".join(dead)
+
+
+def _as_lines(run: tuple[str, list[bytes], list[bytes]]) -> tuple[str, bytes, bytes]:
+    summary, events, dead = run
+    if summary.startswith("refused: "):
+        return summary, b"", b""
+    return summary, b"".join(line + b"\n" for line in events), b"".join(line + b"\n" for line in dead)
+
+
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_lines_are_the_canonical_lines_of_what_the_sinks_receive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, jobs: int
+) -> None:
+    monkeypatch.setattr("connectors.ingest.CHUNK_ROWS", 7)
+    monkeypatch.setattr("connectors.ingest.PIECE_BYTES", 700)
+    files = [
+        write_csv(tmp_path / "a.csv", _spanning_tax_rows(80)),
+        write_jsonl(tmp_path / "b.jsonl", [*_hostile_tax_rows(30), [1]]),
+        write_xlsx(tmp_path / "c.xlsx", _hostile_tax_rows(20)),
+    ]
+    one = _ingest_jobs("tax", files, 1)
+    assert len(one[1]) > 80 and len(one[2]) > 20
+    assert _ingest_lines_jobs("tax", files, jobs) == _as_lines(one)
+    refused = write_csv(tmp_path / "refused.csv", [{name: "x" for name in GOOD_ROWS["tax"]}] * 1000)
+    assert _ingest_lines_jobs("tax", [refused], jobs) == _as_lines(_ingest_jobs("tax", [refused], 1))
+
+
+def test_jobs_beside_another_thread_start_their_workers_without_forking_it(tmp_path: Path) -> None:
+    # Forking a process that runs threads (ingest to Kafka runs the producer's) can leave a lock
+    # held in a worker for good; Python 3.12+ warns. The workers then come from a fork server.
+    files = [write_csv(tmp_path / "a.csv", _spanning_tax_rows(40))]
+    one = _ingest_jobs("tax", files, 1)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            assert _ingest_jobs("tax", files, 2) == one
+    finally:
+        stop.set()
+        other.join()
+
+
+def test_jobs_after_an_ordinary_progress_bar_still_fork(tmp_path: Path) -> None:
+    # The first ordinary tqdm bar starts a thread that stays (even a disabled bar): the bench, the
+    # demo and tests make such bars. It alone does not keep the workers from forking.
+    from tqdm import tqdm
+
+    from connectors.ingest import _running_threads, _start_method
+
+    with tqdm(total=1, disable=True):
+        pass
+    assert tqdm.monitor is not None
+    threads = _running_threads()  # the monitor, and any a test before this one left running
+    method = _start_method()
+    assert tqdm.monitor is None and _running_threads() == threads - 1
+    assert method == ("fork" if threads == 2 else "forkserver")
+    files = [write_csv(tmp_path / "a.csv", _spanning_tax_rows(20))]
+    one = _ingest_jobs("tax", files, 1)
+    with tqdm(total=1, disable=True):
+        pass
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)
+        assert _ingest_jobs("tax", files, 2) == one

@@ -19,7 +19,7 @@ from connectors.identity import Secret
 from connectors.readers import open_rows
 from connectors.records import RECORD_TYPES, EducationRecord, SourceRecord
 from enrollbridge.synth.season import DEFAULT_RATES, SOURCES, SeasonConfig, SeasonGenerator
-from schemas.codec import new_event, to_json_line, trusted_event
+from schemas.codec import new_event, to_json_line, trusted_event, trusted_line
 from schemas.models import EVENT_TYPES, ClockTick, Event, SourceEvent
 from streams.core.policy import load_policies
 from tests.files import GOOD_ROWS
@@ -40,6 +40,8 @@ def _same_outcome(model: type[SourceRecord], values: dict[str, Any]) -> bool:
     fast = model.fast_event(dict(values), SECRET)
     slow = _model_path(model, values)
     assert fast == slow, values
+    # The line written without building the event is the event's canonical line.
+    assert model.fast_line(dict(values), SECRET) == (None if fast is None else to_json_line(fast) + b"\n")
     if fast is None or slow is None:
         return False
     assert type(fast) is type(slow)
@@ -122,6 +124,7 @@ def test_trusted_event_is_new_event(seed: int) -> None:
         built = new_event(model, **fields)
         trusted = trusted_event(model, dict(fields))
         assert trusted == built and to_json_line(trusted) == to_json_line(built)
+        assert trusted_line(model, dict(fields)) == to_json_line(built) + b"\n"  # ClockTick: through pydantic
         assert isinstance(trusted, model) and trusted.model_fields_set == built.model_fields_set
 
 
@@ -130,3 +133,27 @@ def test_trusted_event_refuses_unknown_and_missing_fields() -> None:
         trusted_event(ClockTick, {"occurred_at": 0, "bogus": 1})
     with pytest.raises(TypeError, match="no value for occurred_at"):
         trusted_event(ClockTick, {})
+
+
+def test_a_field_parser_remembers_only_texts_it_accepted_and_only_so_many() -> None:
+    from connectors.records import _MEMO_LIMIT, _memoised
+
+    seen: list[object] = []
+
+    def parse(cell: object) -> object:
+        seen.append(cell)
+        if cell == "bad":
+            raise ValueError(cell)
+        return str(cell).upper()
+
+    parse_cell = _memoised(parse)
+    assert [parse_cell("a"), parse_cell("a")] == ["A", "A"] and seen == ["a"]
+    for _ in range(2):  # a failure raises every time, never from memory
+        with pytest.raises(ValueError):
+            parse_cell("bad")
+    assert [parse_cell(True), parse_cell(1), parse_cell(1.0)] == ["TRUE", "1", "1.0"]  # equal keys, not cached
+    assert seen.count("bad") == 2 and seen[-3:] == [True, 1, 1.0]
+    for number in range(3 * _MEMO_LIMIT):  # a file whose cells never repeat
+        assert parse_cell(f"x{number}") == f"X{number}"
+    [memo] = [cell.cell_contents for cell in parse_cell.__closure__ or () if isinstance(cell.cell_contents, dict)]
+    assert len(memo) == _MEMO_LIMIT

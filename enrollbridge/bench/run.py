@@ -37,7 +37,7 @@ import orjson
 from pydantic import SecretStr
 
 from connectors.identity import Secret, person_key
-from connectors.ingest import ingest_files
+from connectors.ingest import ingest_lines
 from enrollbridge.bench import ROWS
 from enrollbridge.demo import DEMO_POOL, DEMO_YEAR, prepare_season
 from enrollbridge.live_demo import start_process, stop_processes
@@ -189,8 +189,9 @@ def csv_rows_per_second(path: Path) -> float:
 
 
 def bench_ingest(path: Path, runs: int, jobs: int) -> list[Row]:
-    """``ingest`` of one agency file, every record to its event or dead letter (handed to a sink that
-    keeps nothing), in one process and with ``jobs`` processes, against the csv module.
+    """``ingest`` of one agency file, every record to its event or dead letter as the canonical JSON
+    lines ``ingest --out`` writes (handed to a sink that keeps nothing), in one process and with
+    ``jobs`` processes, against the csv module.
 
     The notes give the CPU time per row as well (this process, and the workers): unlike the rates,
     it hardly moves when other work shares the machine."""
@@ -203,7 +204,7 @@ def bench_ingest(path: Path, runs: int, jobs: int) -> list[Row]:
                        err=True)  # fmt: skip
             baseline.append(csv_rows_per_second(path))
             started, own, children = time.perf_counter(), time.process_time(), _children_cpu()
-            summary = ingest_files("education", [path], SECRET, lambda _e: None, lambda _d: None, progress=False,
+            summary = ingest_lines("education", [path], SECRET, lambda _e: None, lambda _d: None, progress=False,
                                    jobs=processes)  # fmt: skip
             ours[processes].append(summary.read / (time.perf_counter() - started))
             cpu[processes].append(
