@@ -5,8 +5,10 @@ producer and leader timer, and runs the app.
                          \\                            \\
                           +-> dlq.v1 (undecodable)      +-> persons table (RocksDB or memory, changelogged)
 
-- ``funnel`` hands every message of the four agency topics to ``processor.Funnel`` and sends what it
-  returns (the same bytes to the unified log, or a dead letter).
+- ``funnel`` takes the four agency topics a fetch at a time too: it hands every record to
+  ``processor.Funnel`` and sends what it returns (the same bytes to the unified log, in record
+  batches to the partitions the producer's partitioner gives their keys, or a dead letter); the
+  records are acknowledged once the broker has acknowledged what they became.
 - ``rules`` takes the unified log a fetch at a time, not as Faust events (``_with_consumer``: Faust's
   per-message machinery cost more than the rules): it hands each partition's records to that
   partition's ``processor.RulesProcessor``, then makes its output durable in order: alerts and
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -44,7 +47,7 @@ from schemas.codec import encode_message
 from streams.core.policy import PolicyBook
 from streams.live.clock import LiveClock, WatermarkFeed
 from streams.live.outbox import Outbox
-from streams.live.partition_store import Write, owning_partition
+from streams.live.partition_store import Write, owning_partition, partition_of
 from streams.live.processor import Funnel, Outgoing, RulesProcessor, WorkerStatus
 
 
@@ -314,15 +317,22 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
             processors[partition] = (RulesProcessor(policies, topics, partition, local, status), local)
         return processors[partition]
 
-    @app.agent(source_topics)
-    async def funnel(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            pending = []
-            for event in batch:
-                message = event.message
-                pending.append(await send(funnel_processor.route(message.topic, message.partition, message.offset,
-                                                                 event.value)))  # fmt: skip
-            await asyncio.gather(*pending)
+    async def funnel(topic: str, fetched: dict[int, list[Any]]) -> None:
+        """A fetch of one agency topic, by partition: each record checked and forwarded unchanged to the
+        unified log (record batches, each to the partition the producer's partitioner gives its key)
+        or a dead letter; returns once the broker has acknowledged them all."""
+        outbox = Outbox(app.producer._ensure_producer())
+        pending = []  # dead letters
+        route, events, partitions = funnel_processor.route, topics.events, settings.partitions
+        for partition, records in fetched.items():
+            for record in records:
+                message = route(topic, partition, record.offset, record.value)
+                if message.topic == events and message.key is not None:
+                    await outbox.add(events, partition_of(message.key, partitions), message.key, message.value)
+                else:
+                    pending.append(await send(message))
+        await outbox.flush()
+        await asyncio.gather(*pending)
 
     async def rules(fetched: dict[int, list[Any]]) -> None:
         """A fetch of the unified log, by partition: each partition's records through its processor, then
@@ -345,10 +355,15 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
         for local, output in outputs:
             await persons.persist(local, output.table_writes, output.applied)
 
-    # The unified log is read a fetch at a time (``_with_consumer``); Faust still subscribes to it, and
-    # assigns its partitions together with the persons table's.
+    # The agency topics and the unified log are read a fetch at a time (``_with_consumer``); Faust still
+    # subscribes to them, and assigns their partitions together with the persons table's.
+    app.topics.add(source_topics)
     app.topics.add(events_topic)
-    _with_consumer(app, settings.fetch_max_wait_ms, {topics.events: rules})
+    whole_fetches: dict[str, FetchHandler] = {
+        source: functools.partial(funnel, source) for source in topics.sources.values()
+    }
+    whole_fetches[topics.events] = rules
+    _with_consumer(app, settings.fetch_max_wait_ms, whole_fetches)
 
     @app.on_partitions_revoked.connect
     async def forget_processors(_app: faust.App, revoked: set[Any], **_: Any) -> None:
