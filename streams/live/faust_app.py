@@ -75,14 +75,15 @@ def _with_consumer(app: faust.App, wait_ms: int, whole_fetches: dict[str, FetchH
     holds it for about half the wait: with Faust's 1.5 s every hop of the pipeline took 0.75 s there.
 
     Faust hands every record to its streams one by one: a message object, the conductor's dispatch,
-    ``wait_first`` (two tasks) in the fetcher, an event object, a stream step and an ack, about
-    100 µs a record -- more than the rules spend on most events. A topic in ``whole_fetches`` skips
-    all of that: its records of one fetch (aiokafka's ``ConsumerRecord``, by partition, in offset
-    order) go to its handler, which returns once everything they caused is durable; then they are
-    acknowledged as Faust's streams acknowledge messages, so Faust's commit loop (every
-    ``broker_commit_interval`` and after ``broker_commit_every`` acks) commits them and nothing
-    else. The other topics' records go on through Faust as before. A revocation (``wait_empty``)
-    waits for the fetch being handled, as it waits for the events Faust's streams hold.
+    ``wait_first`` (two tasks) in the fetcher, an event object, a stream step and an ack: 150-200 µs
+    of CPU a record on the 2-core machine (BENCHMARKS.md), as much as the rules spend. A topic in
+    ``whole_fetches`` skips all of that: its records of one fetch (aiokafka's ``ConsumerRecord``, by
+    partition, in offset order) go to its handler, which returns once everything they caused is
+    durable; then they are acknowledged as Faust's streams acknowledge messages, so Faust's commit
+    loop (every ``broker_commit_interval`` and after ``broker_commit_every`` acks) commits them and
+    nothing else. Other topics' records (none in the worker today) would go on through Faust as
+    before. A revocation (``wait_empty``) waits for the fetch being handled, as it waits for the
+    events Faust's streams hold.
     """
     from faust.transport.drivers import aiokafka as driver
     from faust.types import TP
