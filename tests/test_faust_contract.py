@@ -84,3 +84,26 @@ def test_the_worker_logging_hook_and_spinner() -> None:
 @pytest.mark.parametrize("name", ["SASLCredentials", "SSLCredentials"])
 def test_credentials_types_exist(name: str) -> None:
     assert hasattr(faust, name)
+
+
+def test_the_fetch_the_worker_takes_whole_and_the_bookkeeping_it_acknowledges_in() -> None:
+    from faust.app.base import App
+    from faust.transport.consumer import Consumer
+    from faust.types.tuples import ack_lock
+
+    # Every fetch of Faust's fetcher goes through ``_wait_next_records`` (records by TP, active TPs);
+    # the worker takes the unified log's records out of it there.
+    assert "await self._wait_next_records(timeout)" in inspect.getsource(Consumer.getmany)
+    assert "return records, active_partitions" in inspect.getsource(Consumer._wait_next_records)
+    # It acknowledges them as ``Consumer.ack`` does and records gaps as the fetcher does ...
+    ack = inspect.getsource(Consumer.ack)
+    for name in ("self._acked_index[tp]", "self._acked[tp]", "self._n_acked += 1", "self._committed_offset[tp]"):
+        assert name in ack
+    assert "await self._add_gap(tp, r_offset + 1, offset)" in inspect.getsource(Consumer._drain_messages)
+    assert "self._n_acked >= commit_every" in inspect.getsource(Consumer._drain_messages)
+    assert "with ack_lock" in ack and hasattr(ack_lock, "acquire")
+    # ... a fetch made as partitions are revoked is given up by seeking back to the committed offsets ...
+    assert "await self.perform_seek()" in inspect.getsource(Consumer.getmany)
+    # ... and a revocation waits for the fetch in hand through ``wait_empty``, when stream_wait_empty is on.
+    assert "await consumer.wait_empty()" in inspect.getsource(App._consumer_wait_empty)
+    assert faust.App("pin-wait", broker=NOWHERE).conf.stream_wait_empty is True

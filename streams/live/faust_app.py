@@ -5,14 +5,19 @@ producer and leader timer, and runs the app.
                          \\                            \\
                           +-> dlq.v1 (undecodable)      +-> persons table (RocksDB or memory, changelogged)
 
-- ``funnel`` hands every message of the four agency topics to ``processor.Funnel`` and sends what it
-  returns (the same bytes to the unified log, or a dead letter).
-- ``rules`` hands each partition's share of a batch to that partition's ``processor.RulesProcessor``,
-  then makes its output durable in order: alerts and coverage changes sent and acknowledged (one
-  record batch per topic partition, ``streams/live/outbox.py``), then the state changes sent to the
-  table's changelog and acknowledged, then written to the local store, then the events committed.
-  At-least-once: after a crash, events since the last commit are processed again and re-emit
-  identical alert records.
+- ``funnel`` takes the four agency topics a fetch at a time too: it hands every record to
+  ``processor.Funnel`` and sends what it returns (the same bytes to the unified log, in record
+  batches to the partitions the producer's partitioner gives their keys, or a dead letter); the
+  records are acknowledged once the broker has acknowledged what they became.
+- ``rules`` takes the unified log a fetch at a time, not as Faust events (``_with_consumer``: Faust's
+  per-message machinery cost more than the rules): it hands each partition's records to that
+  partition's ``processor.RulesProcessor``, then makes its output durable in order: alerts and
+  coverage changes sent and acknowledged (one record batch per topic partition,
+  ``streams/live/outbox.py``), then the state changes sent to the table's changelog and
+  acknowledged, then written to the local store; only then are the records acknowledged to Faust,
+  whose commit loop commits them. At-least-once: after a crash, events since the last commit are
+  processed again and re-emit identical alert records. Faust still subscribes to the log, assigns
+  its partitions with the table's and rebalances them; a revocation waits for the fetch in hand.
 - ``wall_clock`` (when the clock is ``wall``) runs on the leader: it reads the sources' watermarks and
   writes to every partition the ticks the clock's time has passed (``streams/live/clock.py``).
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import time
@@ -41,7 +47,7 @@ from schemas.codec import encode_message
 from streams.core.policy import PolicyBook
 from streams.live.clock import LiveClock, WatermarkFeed
 from streams.live.outbox import Outbox
-from streams.live.partition_store import Write, owning_partition
+from streams.live.partition_store import Write, owning_partition, partition_of
 from streams.live.processor import Funnel, Outgoing, RulesProcessor, WorkerStatus
 
 
@@ -58,13 +64,30 @@ def faust_credentials(settings: Settings) -> Any:
     return None
 
 
-def _with_fetch_wait(app: faust.App, wait_ms: int) -> None:
-    """Use ``wait_ms`` as the worker consumer's fetch wait (Faust fixes it at 1.5 s).
+FetchHandler = Callable[[dict[int, list[Any]]], Awaitable[None]]
+
+
+def _with_consumer(app: faust.App, wait_ms: int, whole_fetches: dict[str, FetchHandler]) -> None:
+    """The worker's consumer: ``wait_ms`` as its fetch wait (Faust fixes it at 1.5 s), and the topics
+    of ``whole_fetches`` taken a fetch at a time instead of a message at a time.
 
     A broker answers a waiting fetch as soon as records arrive -- except the embedded Tansu, which
     holds it for about half the wait: with Faust's 1.5 s every hop of the pipeline took 0.75 s there.
+
+    Faust hands every record to its streams one by one: a message object, the conductor's dispatch,
+    ``wait_first`` (two tasks) in the fetcher, an event object, a stream step and an ack: 150-200 µs
+    of CPU a record on the 2-core machine (BENCHMARKS.md), as much as the rules spend. A topic in
+    ``whole_fetches`` skips all of that: its records of one fetch (aiokafka's ``ConsumerRecord``, by
+    partition, in offset order) go to its handler, which returns once everything they caused is
+    durable; then they are acknowledged as Faust's streams acknowledge messages, so Faust's commit
+    loop (every ``broker_commit_interval`` and after ``broker_commit_every`` acks) commits them and
+    nothing else. Other topics' records (none in the worker today) would go on through Faust as
+    before. A revocation (``wait_empty``) waits for the fetch being handled, as it waits for the
+    events Faust's streams hold.
     """
     from faust.transport.drivers import aiokafka as driver
+    from faust.types import TP
+    from faust.types.tuples import ack_lock
 
     class ConsumerThread(driver.AIOKafkaConsumerThread):  # type: ignore[misc]
         def _create_consumer(self, loop: asyncio.AbstractEventLoop) -> Any:
@@ -73,8 +96,80 @@ def _with_fetch_wait(app: faust.App, wait_ms: int) -> None:
             return consumer
 
     class Consumer(driver.Consumer):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._idle = asyncio.Event()  # no fetch of a whole-fetch topic is being handled
+            self._idle.set()
+
         def _new_consumer_thread(self) -> Any:
             return ConsumerThread(self, loop=self.loop, beacon=self.beacon)
+
+        async def _wait_next_records(self, timeout: float) -> tuple[Any, Any]:
+            records, active = await super()._wait_next_records(timeout)
+            if not records or self.should_stop:
+                return records, active
+            taken = {tp: records.pop(tp) for tp in [tp for tp in records if tp.topic in whole_fetches]}
+            if not taken:
+                return records, active
+            if not self.flow_active or self.app.rebalancing:
+                # Fetched as the partitions were being revoked: as Faust's getmany does then, back to
+                # the committed offsets (the next owner, or this worker after the rebalance, reads them).
+                await self.perform_seek()
+                return records, active
+            if active is not None:
+                taken = {tp: rs for tp, rs in taken.items() if tp in active or tp in self._buffered_partitions}
+            await self._take_whole(taken)
+            if self._commit_every is not None and self._n_acked >= self._commit_every:  # type: ignore[has-type]
+                self._n_acked = 0
+                await self.commit()
+            return records, active
+
+        async def _take_whole(self, taken: dict[Any, list[Any]]) -> None:
+            by_topic: dict[str, dict[int, list[Any]]] = {}
+            for tp, fetched in taken.items():
+                read = self._read_offset[tp]
+                if read is not None and fetched and fetched[0].offset < read:
+                    fetched = [record for record in fetched if record.offset >= read]  # as Faust drops them
+                if fetched:
+                    by_topic.setdefault(tp.topic, {})[tp.partition] = fetched
+            if not by_topic:
+                return
+            self._idle.clear()
+            try:
+                for topic, by_partition in by_topic.items():
+                    await whole_fetches[topic](by_partition)
+            finally:
+                self._idle.set()
+            inbound = self.app.monitor.stream_inbound_time
+            now = time.monotonic()
+            for topic, by_partition in by_topic.items():
+                for partition, fetched in by_partition.items():
+                    tp = TP(topic, partition)
+                    await self._acknowledge(tp, fetched)
+                    inbound[tp] = now
+
+        async def _acknowledge(self, tp: Any, fetched: list[Any]) -> None:
+            """What Faust's fetcher (gaps in the offsets) and ``Consumer.ack`` do for each message."""
+            read = self._read_offset[tp]
+            committed = self._committed_offset[tp]
+            acked, index = self._acked[tp], self._acked_index[tp]
+            count = 0
+            for record in fetched:
+                offset = record.offset
+                if read and offset - read > 1:
+                    await self._add_gap(tp, read + 1, offset)
+                read = offset
+                with ack_lock:
+                    if (committed is None or offset >= committed) and offset not in index:
+                        index.add(offset)
+                        acked.append(offset)
+                        count += 1
+            self._n_acked += count
+            self._read_offset[tp] = read
+
+        async def wait_empty(self) -> None:
+            await self._idle.wait()
+            await super().wait_empty()
 
     app.transport.Consumer = Consumer
 
@@ -193,11 +288,11 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
         broker_heartbeat_interval=max(0.5, settings.session_timeout / 5),
         producer_acks=-1,
         producer_max_batch_size=256 * 1024,  # a batch's alerts, coverage and state go in a few record batches
+        broker_max_poll_records=settings.batch_size,  # a fetch of the unified log is one batch of the rules
         processing_guarantee="at_least_once",
         table_cleanup_interval=3600.0,
         recovery_consistency_check=settings.recovery_consistency_check,
     )
-    _with_fetch_wait(app, settings.fetch_max_wait_ms)
     # Each batch sends its state changes to the changelog at once; Faust's buffer stalls at 100.
     app.producer.buffer.max_messages = max(10_000, 4 * settings.batch_size)
     status = WorkerStatus()
@@ -223,39 +318,53 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
             processors[partition] = (RulesProcessor(policies, topics, partition, local, status), local)
         return processors[partition]
 
-    @app.agent(source_topics)
-    async def funnel(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            pending = []
-            for event in batch:
-                message = event.message
-                pending.append(await send(funnel_processor.route(message.topic, message.partition, message.offset,
-                                                                 event.value)))  # fmt: skip
-            await asyncio.gather(*pending)
+    async def funnel(topic: str, fetched: dict[int, list[Any]]) -> None:
+        """A fetch of one agency topic, by partition: each record checked and forwarded unchanged to the
+        unified log (record batches, each to the partition the producer's partitioner gives its key)
+        or a dead letter; returns once the broker has acknowledged them all."""
+        outbox = Outbox(app.producer._ensure_producer())
+        pending = []  # dead letters
+        route, events, partitions = funnel_processor.route, topics.events, settings.partitions
+        for partition, records in fetched.items():
+            for record in records:
+                message = route(topic, partition, record.offset, record.value)
+                if message.topic == events and message.key is not None:
+                    await outbox.add(events, partition_of(message.key, partitions), message.key, message.value)
+                else:
+                    pending.append(await send(message))
+        await outbox.flush()
+        await asyncio.gather(*pending)
 
-    @app.agent(events_topic)
-    async def rules(stream: faust.StreamT[bytes]) -> None:
-        async for batch in stream.take_events(settings.batch_size, within=settings.batch_seconds):
-            by_partition: dict[int, list[tuple[int, bytes | None]]] = {}
-            for event in batch:
-                by_partition.setdefault(event.message.partition, []).append((event.message.offset, event.value))
-            outbox = Outbox(app.producer._ensure_producer())
-            pending = []  # dead letters, keyed sends
-            outputs = []
-            for partition, records in by_partition.items():
-                processor, local = processor_for(partition)
-                output = processor.process(records)
-                for message in output.messages:
-                    if message.partition is None:
-                        pending.append(await send(message))
-                    else:
-                        await outbox.add(message.topic, message.partition, message.key, message.value, message.headers)
-                outputs.append((local, output))
-            # Alerts and coverage are on their topics before the state that caused them.
-            await outbox.flush()
-            await asyncio.gather(*pending)
-            for local, output in outputs:
-                await persons.persist(local, output.table_writes, output.applied)
+    async def rules(fetched: dict[int, list[Any]]) -> None:
+        """A fetch of the unified log, by partition: each partition's records through its processor, then
+        everything they caused made durable (``_with_consumer`` acknowledges them after that)."""
+        outbox = Outbox(app.producer._ensure_producer())
+        pending = []  # dead letters, keyed sends
+        outputs = []
+        for partition, records in fetched.items():
+            processor, local = processor_for(partition)
+            output = processor.process([(record.offset, record.value) for record in records])
+            for message in output.messages:
+                if message.partition is None:
+                    pending.append(await send(message))
+                else:
+                    await outbox.add(message.topic, message.partition, message.key, message.value, message.headers)
+            outputs.append((local, output))
+        # Alerts and coverage are on their topics before the state that caused them.
+        await outbox.flush()
+        await asyncio.gather(*pending)
+        for local, output in outputs:
+            await persons.persist(local, output.table_writes, output.applied)
+
+    # The agency topics and the unified log are read a fetch at a time (``_with_consumer``); Faust still
+    # subscribes to them, and assigns their partitions together with the persons table's.
+    app.topics.add(source_topics)
+    app.topics.add(events_topic)
+    whole_fetches: dict[str, FetchHandler] = {
+        source: functools.partial(funnel, source) for source in topics.sources.values()
+    }
+    whole_fetches[topics.events] = rules
+    _with_consumer(app, settings.fetch_max_wait_ms, whole_fetches)
 
     @app.on_partitions_revoked.connect
     async def forget_processors(_app: faust.App, revoked: set[Any], **_: Any) -> None:
