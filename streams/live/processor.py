@@ -24,7 +24,6 @@ from schemas.models import ClockTick, CoverageRecord, DeadLetter, Event, SourceE
 from schemas.times import format_instant
 from streams.core.engine import Engine
 from streams.core.policy import PolicyBook
-from streams.live.avro_out import encode_alert, encode_coverage
 from streams.live.partition_store import LocalData, PartitionStore, Write
 
 # Every alert and coverage record names the log position of the event that caused it.
@@ -160,11 +159,11 @@ class RulesProcessor:
             for alert in self.engine.process(logged):
                 self.status.alerts[f"{alert.kind} {alert.status}"] += 1
                 output.messages.append(
-                    Outgoing(topics.alerts, alert.alert_id.encode(), encode_alert(alert), partition, headers)
+                    Outgoing(topics.alerts, alert.alert_id.encode(), encode_message(alert), partition, headers)
                 )
             for change in self._coverage:
                 output.messages.append(
-                    Outgoing(topics.coverage, change.person_key.encode(), encode_coverage(change), partition, headers)
+                    Outgoing(topics.coverage, change.person_key.encode(), encode_message(change), partition, headers)
                 )
             self._coverage.clear()
         if self.engine.now is not None:
