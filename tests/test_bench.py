@@ -171,3 +171,20 @@ def test_bench_only_runs_the_rows_named_and_leaves_the_table_alone(tmp_path: Pat
     assert "≥ 0.1 × baseline" in rows[0] and "≥ 0.3 × baseline" in rows[1] and "CPU per row" in rows[0]
     assert "| replay" not in result.output and "| live" not in result.output
     assert out.read_text() == "kept\n"
+
+
+def test_the_stages_tool_times_every_stage_of_a_replay_of_a_log(tmp_path: Path) -> None:
+    """``python -m enrollbridge.bench.stages`` on the log ``bench --only replay --work`` leaves."""
+    from enrollbridge.bench.stages import main as stages
+
+    work = tmp_path / "work"
+    arguments = ["bench", "--only", "replay", "--students", "300", "--runs", "1", "--jobs", "1", "--work", str(work)]
+    assert CliRunner().invoke(cli, [*arguments, "--out", str(tmp_path / "B.md")]).exit_code == 0
+    result = CliRunner().invoke(stages, [str(work / "log.avro"), str(work / "bench-policy.toml"), "--runs", "2"])
+    assert result.exit_code == 0, result.output
+    figures = dict(line.rsplit(None, 3)[0:2] for line in result.output.splitlines() if " µs" in line)
+    assert set(figures) == {
+        "fastavro reads the log", "read into event models", "engine (rules, alert records built)",
+        "encode an alert message", "decode an event message",
+    }  # fmt: skip
+    assert all(float(value) > 0 for value in figures.values())

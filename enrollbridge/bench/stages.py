@@ -1,0 +1,104 @@
+"""Where a replay's time goes, stage by stage, in CPU time per record (BENCHMARKS.md, "The core").
+
+    python -m enrollbridge.bench.stages LOG.avro POLICY.toml [--runs N]
+
+LOG.avro is a unified log such as the one ``enrollbridge bench --work DIR`` leaves in DIR (``log.avro``,
+with ``bench-policy.toml``). Each stage is timed alone with ``time.process_time()``, which moves far
+less than wall time when other work shares the machine; the medians of ``--runs`` runs are printed:
+
+- fastavro reading the file (the replay row's baseline);
+- reading it into the contract's event models (``read_event_container``);
+- the engine over those events (the rules, alert records built, nothing written);
+- encoding the alert records as topic messages, and decoding the events' messages (the live worker's
+  share of Avro per record).
+
+To time an earlier commit C the same way, run this file by its path with that commit's tree first on
+the path: ``git archive C | tar -x -C /tmp/c && PYTHONPATH=/tmp/c python enrollbridge/bench/stages.py ...``
+(run it from outside the clone, so the clone's own packages are not found first).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import fastavro
+
+from schemas.codec import LOG_EVENT_NAMES, decode_message, encode_message, read_event_container
+from schemas.models import AlertRecord, Event
+from streams.core.engine import Engine, MemoryStore
+from streams.core.policy import load_policies
+
+
+def _per_record(work: Callable[[], int]) -> float:
+    """CPU microseconds per record of one call of ``work``, which returns how many records it handled."""
+    started = time.process_time()
+    count = work()
+    return (time.process_time() - started) / max(count, 1) * 1e6
+
+
+def measure(log: Path, policy: Path) -> dict[str, float]:
+    policies = load_policies(policy)
+
+    def fastavro_reads() -> int:
+        with log.open("rb") as source:
+            return sum(1 for _ in fastavro.reader(source))
+
+    events: list[Event] = []
+
+    def read_models() -> int:
+        with log.open("rb") as source:
+            events[:] = read_event_container(source)
+        return len(events)
+
+    alerts: list[AlertRecord] = []
+
+    def run_engine() -> int:
+        engine = Engine(policies, MemoryStore())
+        for event in events:
+            alerts.extend(engine.process(event))  # type: ignore[arg-type]
+        return len(events)
+
+    def encode_alerts() -> int:
+        for alert in alerts:
+            encode_message(alert)
+        return len(alerts)
+
+    figures = {
+        "fastavro reads the log": _per_record(fastavro_reads),
+        "read into event models": _per_record(read_models),
+        "engine (rules, alert records built)": _per_record(run_engine),
+        "encode an alert message": _per_record(encode_alerts),
+    }
+    messages = [encode_message(event) for event in events[:30_000]]
+
+    def decode_events() -> int:
+        for message in messages:
+            decode_message(message, LOG_EVENT_NAMES)
+        return len(messages)
+
+    figures["decode an event message"] = _per_record(decode_events)
+    return figures
+
+
+@click.command()
+@click.argument("log", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("policy", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--runs", type=click.IntRange(1, 20), default=3, show_default=True)
+def main(log: Path, policy: Path, runs: int) -> None:
+    """CPU microseconds per record of each stage of a replay, medians of RUNS runs."""
+    results = []
+    with click.progressbar(range(runs), label="measuring", file=click.get_text_stream("stderr")) as bar:
+        for _ in bar:
+            results.append(measure(log, policy))
+    for stage in results[0]:
+        values = [result[stage] for result in results]
+        spread = f" ({min(values):.1f}–{max(values):.1f})" if runs > 1 else ""
+        click.echo(f"{stage:<40} {statistics.median(values):7.1f} µs{spread}")
+
+
+if __name__ == "__main__":
+    main()
