@@ -86,7 +86,17 @@ class Settings(BaseSettings):
     http_read_timeout: float = Field(
         default=60.0, gt=0, description="Seconds a request body may take to arrive (16 MiB at 2 Mbit/s fits)."
     )
-    batch_seconds: float = Field(default=0.2, gt=0)
+    # Accepted for configurations written before the rules took whole fetches; nothing reads it now
+    # (a fetch waits at most fetch_max_wait_ms, and holds at most batch_size records).
+    batch_seconds: float = Field(default=0.2, gt=0, description="No longer used (whole fetches).")
+    standby_replicas: int = Field(
+        default=0,
+        ge=0,
+        description="Standby copies of each persons-table partition kept by other workers (Faust's "
+        "table_standby_replicas). A standby reads every state change of the partition it shadows "
+        "through Faust's per-record path, which cost a second worker as much as its own rules; "
+        "without one, a worker taking a partition over recovers it from the changelog.",
+    )
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8050, ge=0, le=65535)
     dashboard_token: SecretStr | None = Field(default=None, description="Login token of the dashboard.")

@@ -107,3 +107,18 @@ def test_the_fetch_the_worker_takes_whole_and_the_bookkeeping_it_acknowledges_in
     # ... and a revocation waits for the fetch in hand through ``wait_empty``, when stream_wait_empty is on.
     assert "await consumer.wait_empty()" in inspect.getsource(App._consumer_wait_empty)
     assert faust.App("pin-wait", broker=NOWHERE).conf.stream_wait_empty is True
+
+
+def test_the_persons_table_keeps_the_standby_replicas_the_settings_ask_for(tmp_path: Path) -> None:
+    """No standby copies by default (each cost a second worker as much as its own rules,
+    BENCHMARKS.md); ENROLLBRIDGE_STANDBY_REPLICAS turns them on."""
+    from infra.settings import Settings
+    from streams.core.policy import load_policies
+    from streams.live.faust_app import create_app
+
+    def settings(**more: int) -> Settings:
+        return Settings(bootstrap_servers="127.0.0.1:9", store="memory", store_dir=tmp_path, web_port=1, **more)  # type: ignore[arg-type]
+
+    assert create_app(settings(), load_policies()).conf.table_standby_replicas == 0
+    for asked in (1, 2):
+        assert create_app(settings(standby_replicas=asked), load_policies()).conf.table_standby_replicas == asked

@@ -291,6 +291,7 @@ def create_app(settings: Settings, policies: PolicyBook) -> faust.App:
         broker_max_poll_records=settings.batch_size,  # a fetch of the unified log is one batch of the rules
         processing_guarantee="at_least_once",
         table_cleanup_interval=3600.0,
+        table_standby_replicas=settings.standby_replicas,
         recovery_consistency_check=settings.recovery_consistency_check,
     )
     # Each batch sends its state changes to the changelog at once; Faust's buffer stalls at 100.
