@@ -164,10 +164,15 @@ def _log_branches(source: IO[bytes]) -> Iterator[tuple[str, dict[str, Any]]]:
     schema would change nothing and doubled fastavro's time per record. Another version is resolved."""
     start = source.tell()
     reader = fastavro.reader(source, return_record_name=True)
-    if _parsing_form(reader.writer_schema) != _parsing_form(log_schema()):
+    if _parsing_form(reader.writer_schema) != _current_log_form():
         source.seek(start)
         reader = fastavro.reader(source, _log_reader_schema(), return_record_name=True)
     return cast(Iterator[tuple[str, dict[str, Any]]], iter(reader))
+
+
+@cache
+def _current_log_form() -> str:
+    return _parsing_form(log_schema())
 
 
 def _parsing_form(schema: Any) -> str:
