@@ -306,12 +306,16 @@ def replay(
 
 
 def _avro_log(path: Path) -> bool:
-    """Whether ``path`` is an Avro container holding clock ticks, i.e. a log rather than connector output."""
+    """Whether ``path`` is an Avro container of the log rather than connector output: a segment of an
+    archive (it names its partition), or else a container holding clock ticks. The header is asked
+    first: finding the first tick can mean decoding most of the file, a tenth of a replay's time."""
     try:
         with path.open("rb") as raw:
             if raw.read(4) != AVRO_MAGIC:
                 return False
             raw.seek(0)
+            if PARTITION_METADATA in container_metadata(raw):
+                return True
             return container_holds(raw, "ClockTick")
     except (OSError, ValueError, EOFError):
         return False  # MergedLog reads it again and names the problem

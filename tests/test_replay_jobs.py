@@ -222,3 +222,22 @@ def test_a_ticks_records_come_in_one_process_order_sweep_then_due_persons_by_due
         other.join()
     assert [str(warning.message) for warning in caught if "fork" in str(warning.message)] == []
     assert [(alert.kind, alert.person_key) for alert in alerts] == runs[1]
+
+
+def test_an_archive_segment_is_a_log_before_its_first_tick_and_a_tickless_container_is_not(tmp_path: Path) -> None:
+    """A segment names its partition in its header: it is replayed as the log it is (its order kept,
+    no ticks made up) even when it holds no tick yet. A container without that header and without
+    ticks is connector output: merged, with the checkpoint's tick at --until."""
+    events: list[LogEvent] = [roster(f"student {number}", "2023-09-05T08:00:00+08:00") for number in range(5)]
+    segment, output = tmp_path / "segment.avro", tmp_path / "output.avro"
+    with segment.open("wb") as out:
+        write_event_container(out, events, {PARTITION_METADATA: "0", FIRST_OFFSET_METADATA: "0"})
+    with output.open("wb") as out:
+        write_event_container(out, events)
+    policies = shipped_policies(2024)
+    for path, mode in ((segment, "log"), (output, "merged")):
+        alerts: list[Any] = []
+        result = replay([path], policies, alerts.append, until=at("2023-10-01T12:00:00+08:00"), progress=False)
+        assert (result.mode, result.events) == (mode, 5)
+        # Either way the tick at --until passes the first checkpoint: every student is unenrolled.
+        assert [alert.kind for alert in alerts] == ["UNENROLLED"] * 5

@@ -56,7 +56,7 @@ from streams.core.clock import make_tick, tick_message
 from streams.core.engine import Engine, MemoryStore
 from streams.core.policy import PolicyBook, load_policies
 from streams.core.state import load_state
-from streams.replay import MergedLog, replay_packed
+from streams.replay import FIRST_OFFSET_METADATA, PARTITION_METADATA, MergedLog, replay_packed
 
 BENCH_POLICY = "bench-policy.toml"  # written in the work directory by run_bench
 SECRET = Secret(b"benchmark-only-secret")
@@ -119,10 +119,12 @@ def _spread(values: list[float]) -> str:
 
 
 def log_container(folder: Path, merged: MergedLog, ticks: list[int], until: int) -> tuple[Path, int]:
-    """The season's unified log as one Avro container (what an archive holds); its event count."""
+    """The season's unified log as one Avro container, with the header of an archive's segment (one
+    partition from offset 0); its event count."""
     path = folder / "log.avro"
+    segment = {PARTITION_METADATA: "0", FIRST_OFFSET_METADATA: "0"}
     with path.open("wb") as out:
-        count = write_event_container(out, merged.stream(ticks, until))
+        count = write_event_container(out, merged.stream(ticks, until), segment)
     return path, count
 
 
