@@ -311,7 +311,7 @@ def _coverage_line(record: CoverageRecord) -> bytes:
 
 
 @cli.command()
-@click.argument("files", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option(
     "--policy",
     "policy_file",

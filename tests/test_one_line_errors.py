@@ -34,6 +34,14 @@ def test_an_unknown_encoding_is_named(tmp_path: Path, secret_env: str) -> None:
     assert not (tmp_path / "events.jsonl").exists()
 
 
+@pytest.mark.parametrize("name", ["missing.jsonl", "a-folder"])
+def test_a_replay_input_that_is_not_a_file_is_named(tmp_path: Path, name: str) -> None:
+    (tmp_path / "a-folder").mkdir()
+    run = enrollbridge("replay", tmp_path / name, "--out", tmp_path / "alerts.jsonl")
+    _one_line(run, name)
+    assert not (tmp_path / "alerts.jsonl").exists()
+
+
 @pytest.mark.parametrize("how", ["flag", "environment"])
 def test_web_port_0_is_refused(how: str) -> None:
     # Faust cannot serve on "any free port": refused before an embedded broker is even started.
