@@ -306,8 +306,10 @@ class PersonState:
             sides[ref] = side
         change = self._place(sides, ref, ("P" if is_paid else "Q", ref), part, _text_length(ref))
         if change is Change.CURRENT:
+            # Built directly: NamedTuple._replace costs several times as much (a map over every field).
             current = sides[ref]
-            self.payments[ref] = payment._replace(paid=current) if is_paid else payment._replace(refunded=current)
+            paid, refunded = (current, payment.refunded) if is_paid else (payment.paid, current)
+            self.payments[ref] = Payment(ref, paid, refunded)
         return change
 
     def _place(self, slots: dict[Any, V], key: Any, slot: SlotKey, record: V, text: int) -> Change:
