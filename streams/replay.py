@@ -45,8 +45,6 @@ from schemas.times import parse_instant
 from streams.core.clock import make_tick
 from streams.core.engine import Engine, MemoryStore
 from streams.core.policy import PolicyBook
-from streams.core.rules import Cause
-from streams.core.state import PersonState
 
 # Order of event types at the same instant: the tick first (SPEC: a checkpoint tick sorts before
 # events at or after its time), then hardship, roster, registration, payment.
@@ -523,61 +521,6 @@ def replay_packed(
     return _replay_shares(paths, policies, pack_alert, on_alert, until, progress, pack_coverage, on_coverage, jobs)
 
 
-class _ShareStore(MemoryStore):
-    """A worker's persons; also says which phase of a tick the engine is in, and the due time of each
-    person it hands out after the sweep."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.phase: int | None = None  # None between ticks, 0 in the sweep, 1 once the due persons are out
-        self.fired: list[tuple[int, str]] = []
-        self._next = 0
-        self._dues: list[tuple[int, str]] = []
-
-    def items_by_key(self) -> Iterator[tuple[str, PersonState]]:
-        self.phase = 0
-        yield from super().items_by_key()
-
-    def add_due(self, due: int, person_key: str) -> None:
-        heapq.heappush(self._dues, (due, person_key))
-
-    def pop_due(self, now: int) -> list[str]:
-        self.phase, self.fired, self._next = 1, [], 0
-        while self._dues and self._dues[0][0] <= now:
-            self.fired.append(heapq.heappop(self._dues))
-        return [person_key for _, person_key in self.fired]
-
-    def place(self, person_key: str) -> Tag:
-        """Where a tick's re-evaluation of ``person_key`` falls among every worker's."""
-        if self.phase == 0:
-            return (0, 0, person_key)
-        if self.phase == 1:
-            while self._next < len(self.fired):
-                due, fired = self.fired[self._next]
-                self._next += 1
-                if fired == person_key:
-                    return (1, due, person_key)
-        raise RuntimeError(f"replay --jobs: the engine re-evaluated {person_key} outside a tick's sweep or due persons")
-
-
-class _PlacingEngine(Engine):
-    """The engine, noting where each of a tick's alert records falls (``places``, one per record)."""
-
-    store: _ShareStore
-
-    def __init__(self, policies: PolicyBook, store: _ShareStore, *handlers: Any) -> None:
-        super().__init__(policies, store, *handlers)
-        self.places: list[Tag] = []
-
-    def _reevaluate(
-        self, person_key: str, state: PersonState, cause: Cause, *more: Any, **options: Any
-    ) -> list[AlertRecord]:
-        place = self.store.place(person_key)
-        alerts = super()._reevaluate(person_key, state, cause, *more, **options)
-        self.places.extend([place] * len(alerts))
-        return alerts
-
-
 class _Worker:
     """One share of the persons, replayed; records go to ``queue`` in batches, tagged."""
 
@@ -615,20 +558,18 @@ class _Worker:
         assert self.pack_coverage is not None
         self.emit((*self.position, *_NO_PLACE), _COVERAGE, self.pack_coverage(record))
 
-    def engine(self, policies: PolicyBook, result: ReplayResult) -> _PlacingEngine:
+    def engine(self, policies: PolicyBook, result: ReplayResult) -> tuple[Engine, MemoryStore]:
         on_coverage = self.coverage if self.pack_coverage is not None else None
-        return _PlacingEngine(policies, _ShareStore(), on_coverage, result.count_overflow, result.count_forgotten)
+        store = MemoryStore()
+        return Engine(policies, store, on_coverage, result.count_overflow, result.count_forgotten), store
 
-    def run(self, engine: _PlacingEngine, position: Position, event: LogEvent, result: ReplayResult) -> None:
+    def run(self, engine: Engine, position: Position, event: LogEvent, result: ReplayResult) -> None:
         self.position = position
         if isinstance(event, ClockTick):
-            engine.places = []
-            engine.store.phase = None
-            alerts = engine.process(event)
-            if len(engine.places) != len(alerts):
-                raise RuntimeError("replay --jobs: a tick's alert records do not match the persons re-evaluated")
-            for place, alert in zip(engine.places, alerts, strict=True):
-                self.emit((*position, *place), _ALERT, self.pack_alert(alert))
+            for place, alerts in engine.tick(event):
+                for alert in alerts:
+                    self.emit((*position, *place), _ALERT, self.pack_alert(alert))
+                result.alerts += len(alerts)
         else:
             result.events += 1
             if result.events % 1024 == 0:
@@ -638,10 +579,10 @@ class _Worker:
             alerts = engine.process(event)
             for alert in alerts:
                 self.emit((*position, *_NO_PLACE), _ALERT, self.pack_alert(alert))
-        result.alerts += len(alerts)
+            result.alerts += len(alerts)
 
     def merged(self, merged: MergedLog, policies: PolicyBook, until: int | None, result: ReplayResult) -> None:
-        engine = self.engine(policies, result)
+        engine, store = self.engine(policies, result)
         try:
             for position, event in merged.keyed_stream(merged.tick_times(policies, until), until):
                 if isinstance(event, ClockTick):
@@ -651,14 +592,14 @@ class _Worker:
             self.position = merged.position
             raise
         result.skipped_after_until = merged.skipped_after_until
-        result.persons = len(engine.store)
+        result.persons = len(store)
 
     def log(
         self, paths: Sequence[Path], policies: PolicyBook, until: int | None, jobs: int, result: ReplayResult
     ) -> None:
         """``_replay_log`` for one share: every partition stream, with this share's persons."""
         for stream, (_, files) in enumerate(_log_streams(paths)):
-            engine = self.engine(policies, result)
+            engine, store = self.engine(policies, result)
             number, stopped = 0, False
             for path in files:
                 self.position = (stream, number + 1)  # where a file that cannot be read stops the replay
@@ -680,7 +621,7 @@ class _Worker:
             if until is not None:
                 self.run(engine, (stream, _STOP), make_tick(until), result)
                 result.ticks += 1
-            result.persons += len(engine.store)
+            result.persons += len(store)
 
 
 def _share_main(

@@ -138,7 +138,7 @@ def test_a_store_written_with_legacy_due_keys_is_migrated() -> None:
     data = DictData()
     data.data[f"~due:{person}".encode()] = orjson.dumps([1_700_000_000_000])
     store = PartitionStore(data, 1)
-    assert store.pop_due(1_700_000_000_000) == [person]
+    assert store.pop_due(1_700_000_000_000) == [(1_700_000_000_000, person)]
     writes = dict(store.take_writes())
     assert writes[f"~due:{person}".encode()] is None  # the legacy key is deleted
     assert f"~due:1:{person}".encode() in writes

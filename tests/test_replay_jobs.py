@@ -16,10 +16,12 @@ import pytest
 from schemas.codec import to_json_line, write_event_container
 from schemas.models import ClockTick, LogEvent
 from schemas.times import format_instant
+from streams.core.clock import make_tick
+from streams.core.engine import Engine, MemoryStore
 from streams.replay import FIRST_OFFSET_METADATA, PARTITION_METADATA, ReplayResult, replay, share_of
 from tests.cli import enrollbridge
 from tests.live import Season
-from tests.support import at, key_of, payment, roster, shipped_policies
+from tests.support import at, key_of, payment, registration, roster, shipped_policies
 
 JOBS = (1, 2, 3)
 
@@ -222,6 +224,35 @@ def test_a_ticks_records_come_in_one_process_order_sweep_then_due_persons_by_due
         other.join()
     assert [str(warning.message) for warning in caught if "fork" in str(warning.message)] == []
     assert [(alert.kind, alert.person_key) for alert in alerts] == runs[1]
+
+
+def test_the_engine_names_the_place_of_each_of_a_ticks_re_evaluations() -> None:
+    """Engine.tick, which the shares' tags come from: the sweep's persons in person_key order as
+    (0, 0, person_key), then the payers whose grace ended as (1, due time, person_key) in due order;
+    persons whose re-evaluation emitted nothing are left out."""
+    policies = shipped_policies(2024)
+    engine = Engine(policies, MemoryStore())
+    students = [f"student {number}" for number in range(4)]
+    paid_at = [at("2023-09-01T00:00:00+08:00") + number * 3_600_000 for number in range(3)]
+    payers = [f"payer {number}" for number in range(3)]
+    for name in students:
+        engine.process(roster(name, "2023-09-05T08:00:00+08:00"))
+    engine.process(registration("student 0", "2023-09-06T08:00:00+08:00", "E0"))  # registered: unpaid instead
+    for name, when in zip(payers, paid_at, strict=True):
+        engine.process(payment(name, format_instant(when), f"P-{name}"))
+    engine.process(registration("payer 1", "2023-09-02T08:00:00+08:00", "E1"))  # registered in time: nothing
+    evaluated = engine.tick(make_tick(at("2023-10-01T12:00:00+08:00")))
+    grace = policies.grace_ms("450200", 2024)
+    assert [place for place, _ in evaluated] == [
+        *sorted((0, 0, key_of(name)) for name in students),
+        (1, paid_at[0] + grace, key_of("payer 0")),
+        (1, paid_at[2] + grace, key_of("payer 2")),
+    ]
+    kinds = {place[2]: [alert.kind for alert in alerts] for place, alerts in evaluated}
+    assert kinds[key_of("student 0")] == ["UNPAID"] and kinds[key_of("student 1")] == ["UNENROLLED"]
+    assert kinds[key_of("payer 0")] == kinds[key_of("payer 2")] == ["PAID_UNREGISTERED"]
+    # A tick that does not move the clock re-evaluates nobody.
+    assert engine.tick(make_tick(at("2023-10-01T12:00:00+08:00"))) == []
 
 
 def test_an_archive_segment_is_a_log_before_its_first_tick_and_a_tickless_container_is_not(tmp_path: Path) -> None:

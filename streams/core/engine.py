@@ -31,6 +31,9 @@ from streams.core.policy import PolicyBook
 from streams.core.rules import Cause, coverage_by_year, evaluate, grace_ended_unregistered
 from streams.core.state import Change, PersonState
 
+# Where a tick's re-evaluation of a person falls in the tick's order (Engine.tick).
+TickPlace = tuple[int, int, str]
+
 
 class PartitionStore(Protocol):
     """Everything the engine keeps for one partition."""
@@ -51,8 +54,9 @@ class PartitionStore(Protocol):
         """Re-evaluate ``person_key`` at the first tick at or after ``due``."""
         ...
 
-    def pop_due(self, now: int) -> list[str]:
-        """Persons whose due time is at or before ``now``, in (due time, person_key) order, forgotten."""
+    def pop_due(self, now: int) -> list[tuple[int, str]]:
+        """(due time, person_key) of the persons whose due time is at or before ``now``, in that order,
+        forgotten."""
         ...
 
 
@@ -83,10 +87,10 @@ class MemoryStore:
     def add_due(self, due: int, person_key: str) -> None:
         heapq.heappush(self._due, (due, person_key))
 
-    def pop_due(self, now: int) -> list[str]:
+    def pop_due(self, now: int) -> list[tuple[int, str]]:
         fired = []
         while self._due and self._due[0][0] <= now:
-            fired.append(heapq.heappop(self._due)[1])
+            fired.append(heapq.heappop(self._due))
         return fired
 
     def __len__(self) -> int:
@@ -118,7 +122,7 @@ class Engine:
     def process(self, event: LogEvent) -> list[AlertRecord]:
         """Apply one event or tick; return the alert transitions it causes, in order."""
         if isinstance(event, ClockTick):
-            return self._tick(event)
+            return [alert for _, alerts in self.tick(event) for alert in alerts]
         return self._person_event(event)
 
     def _person_event(self, event: SourceEvent) -> list[AlertRecord]:
@@ -152,25 +156,29 @@ class Engine:
                 self.store.add_due(due, event.person_key)
         return alerts
 
-    def _tick(self, tick: ClockTick) -> list[AlertRecord]:
+    def tick(self, tick: ClockTick) -> list[tuple[TickPlace, list[AlertRecord]]]:
+        """Apply a tick: each person it re-evaluated with records to show, with the place of that
+        re-evaluation in the tick's fixed order -- ``(0, 0, person_key)`` in the sweep of a first
+        checkpoint (ascending person_key), then ``(1, due time, person_key)`` for the payers whose grace
+        period's due time it passed (in that order). ``replay --jobs`` merges its shares' records by it."""
         if self.now is not None and tick.occurred_at <= self.now:
             return []  # a repeated or late tick: time never goes back
         before, self.now = self.now, tick.occurred_at
         self.store.save_now(self.now)
         cause = Cause(tick.event_id, tick.occurred_at, tuple(sorted(tick.incomplete or ())))
-        alerts: list[AlertRecord] = []
+        evaluated: list[tuple[TickPlace, list[AlertRecord]]] = []
         passed_pools = {p.pool for p in self.policies.first_checkpoints_passed_between(before, self.now)}
         if passed_pools:
             for person_key, state in self.store.items_by_key():
-                if state.roster_pools() & passed_pools:
-                    alerts.extend(self._reevaluate(person_key, state, cause))
-        for person_key in self.store.pop_due(self.now):
+                if state.roster_pools() & passed_pools and (alerts := self._reevaluate(person_key, state, cause)):
+                    evaluated.append(((0, 0, person_key), alerts))
+        for due, person_key in self.store.pop_due(self.now):
             payer = self.store.get(person_key)
-            if payer is not None:
-                # Only a grace period's end can have changed since the payer was last evaluated; most
-                # payers have registered by then, and evaluating each of them was a fifth of the season.
-                alerts.extend(self._reevaluate(person_key, payer, cause, only_if_grace_ended=True))
-        return alerts
+            # Only a grace period's end can have changed since the payer was last evaluated; most payers
+            # have registered by then, and evaluating each of them was a fifth of the season.
+            if payer is not None and (alerts := self._reevaluate(person_key, payer, cause, only_if_grace_ended=True)):
+                evaluated.append(((1, due, person_key), alerts))
+        return evaluated
 
     def _reevaluate(
         self, person_key: str, state: PersonState, cause: Cause, only_if_grace_ended: bool = False

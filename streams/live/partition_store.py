@@ -143,11 +143,11 @@ class PartitionStore:
         self._dues_of.setdefault(person_key, []).append(due)
         self._dues_changed.add(person_key)
 
-    def pop_due(self, now: int) -> list[str]:
+    def pop_due(self, now: int) -> list[tuple[int, str]]:
         fired = []
         while self._due and self._due[0][0] <= now:
-            _, person_key = heapq.heappop(self._due)
-            fired.append(person_key)
+            due, person_key = heapq.heappop(self._due)
+            fired.append((due, person_key))
             remaining = [d for d in self._dues_of.get(person_key, []) if d > now]
             self._dues_of[person_key] = remaining
             self._dues_changed.add(person_key)
