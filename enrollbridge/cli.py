@@ -359,8 +359,12 @@ def replay(
 
     policies = load_policies(policy_file)
     tally = AlertTally()
-    with out.open("wb") as alerts, contextlib.ExitStack() as stack:
-        coverage = stack.enter_context(coverage_out.open("wb")) if coverage_out else None
+    with contextlib.ExitStack() as stack:
+        try:
+            alerts = stack.enter_context(out.open("wb"))
+            coverage = stack.enter_context(coverage_out.open("wb")) if coverage_out else None
+        except OSError as error:
+            raise InputError(f"cannot write {error.filename}: {error.strerror or error}") from None
 
         def emit(row: _AlertRow) -> None:
             alerts.write(row[0])

@@ -168,3 +168,13 @@ def test_replay_given_an_agency_file_says_what_it_reads(tmp_path: Path, suffix: 
         agency.write_text('{"id_number": "11010520000101001X", "school_code": "S1"}\n')
     run = enrollbridge("replay", agency, "--out", tmp_path / "alerts.jsonl")
     _one_line(run, f"{agency}:1", "ingest SOURCE FILE --out EVENTS.jsonl")
+
+
+@pytest.mark.parametrize("option", ["--out", "--coverage-out"])
+def test_a_replay_output_in_a_missing_folder_is_named(tmp_path: Path, option: str) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    outputs = {"--out": tmp_path / "alerts.jsonl", "--coverage-out": tmp_path / "coverage.jsonl"}
+    outputs[option] = tmp_path / "missing" / "out.jsonl"
+    run = enrollbridge("replay", events, *(part for pair in outputs.items() for part in pair))
+    _one_line(run, "cannot write", str(tmp_path / "missing" / "out.jsonl"))
