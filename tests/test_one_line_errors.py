@@ -178,3 +178,33 @@ def test_a_replay_output_in_a_missing_folder_is_named(tmp_path: Path, option: st
     outputs[option] = tmp_path / "missing" / "out.jsonl"
     run = enrollbridge("replay", events, *(part for pair in outputs.items() for part in pair))
     _one_line(run, "cannot write", str(tmp_path / "missing" / "out.jsonl"))
+
+
+@pytest.mark.parametrize("option", ["--out", "--coverage-out"])
+def test_a_replay_output_that_is_an_input_is_refused_before_it_is_overwritten(tmp_path: Path, option: str) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"type": "ClockTick"}\n')
+    outputs = {"--out": tmp_path / "alerts.jsonl", "--coverage-out": tmp_path / "coverage.jsonl"}
+    outputs[option] = tmp_path / "." / "events.jsonl"  # the same file by another name
+    run = enrollbridge("replay", events, *(part for pair in outputs.items() for part in pair))
+    _one_line(run, option, "is also an input")
+    assert events.read_text() == '{"type": "ClockTick"}\n'
+
+
+@pytest.mark.parametrize("option", ["--out", "--dlq"])
+def test_an_ingest_output_that_is_the_agency_file_is_refused(tmp_path: Path, secret_env: str, option: str) -> None:
+    source = write_csv(tmp_path / "tax.csv", [GOOD_ROWS["tax"]])
+    before = source.read_bytes()
+    outputs = {"--out": tmp_path / "events.jsonl", "--dlq": tmp_path / "dead.jsonl"}
+    outputs[option] = source
+    run = enrollbridge("ingest", "tax", source, *(part for pair in outputs.items() for part in pair))
+    _one_line(run, option, "is also an input")
+    assert source.read_bytes() == before
+
+
+def test_an_ingest_dead_letter_file_that_is_the_event_file_is_refused(tmp_path: Path, secret_env: str) -> None:
+    source = write_csv(tmp_path / "tax.csv", [GOOD_ROWS["tax"]])
+    events = tmp_path / "events.jsonl"
+    run = enrollbridge("ingest", "tax", source, "--out", events, "--dlq", events)
+    _one_line(run, "--dlq", "is also --out")
+    assert not events.exists()
