@@ -10,6 +10,8 @@ import psycopg
 import pytest
 
 from infra.errors import InputError
+from schemas.codec import write_event_container
+from streams.core.clock import make_tick
 from streams.core.policy import load_policies
 from tests.cli import enrollbridge
 from tests.conftest import PG_DSN
@@ -208,3 +210,33 @@ def test_an_ingest_dead_letter_file_that_is_the_event_file_is_refused(tmp_path: 
     run = enrollbridge("ingest", "tax", source, "--out", events, "--dlq", events)
     _one_line(run, "--dlq", "is also --out")
     assert not events.exists()
+
+
+def _damaged_log(path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """A log container of a year of hourly ticks (several blocks) with bytes flipped inside a block."""
+    with path.open("wb") as out:
+        write_event_container(out, [make_tick(1_700_000_000_000 + hour * 3_600_000) for hour in range(9000)], metadata)
+    data = bytearray(path.read_bytes())
+    for at in range(len(data) * 4 // 5, len(data) * 4 // 5 + 40):
+        data[at] ^= 0x5A
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("segment", [False, True])
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_damaged_avro_block_is_named(tmp_path: Path, segment: bool, jobs: str) -> None:
+    metadata = {"enrollbridge.partition": "0", "enrollbridge.first_offset": "0"} if segment else None
+    log = _damaged_log(tmp_path / "log.avro", metadata)
+    run = enrollbridge("replay", log, "--out", tmp_path / "alerts.jsonl", "--jobs", jobs)
+    _one_line(run, f"{log}: not a readable Avro container of events")
+
+
+@pytest.mark.parametrize("name", ["enrollbridge.partition", "enrollbridge.first_offset"])
+def test_a_log_segment_whose_header_numbers_are_not_numbers_is_named(tmp_path: Path, name: str) -> None:
+    log = tmp_path / "segment.avro"
+    with log.open("wb") as out:
+        metadata = {"enrollbridge.partition": "0", "enrollbridge.first_offset": "0", name: "zero"}
+        write_event_container(out, [make_tick(1_700_000_000_000)], metadata)
+    run = enrollbridge("replay", log, "--out", tmp_path / "alerts.jsonl")
+    _one_line(run, f"{log}: not a log segment", name)
