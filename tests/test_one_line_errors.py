@@ -240,3 +240,18 @@ def test_a_log_segment_whose_header_numbers_are_not_numbers_is_named(tmp_path: P
         write_event_container(out, [make_tick(1_700_000_000_000)], metadata)
     run = enrollbridge("replay", log, "--out", tmp_path / "alerts.jsonl")
     _one_line(run, f"{log}: not a log segment", name)
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"])
+def test_a_time_whose_china_date_has_no_year_is_a_dead_letter_not_a_traceback(
+    tmp_path: Path, secret_env: str, text: str
+) -> None:
+    # Valid ISO 8601, but in China Standard Time the year is 10000 or 0: no instant could show it.
+    source = write_csv(tmp_path / "tax.csv", [{**GOOD_ROWS["tax"], "occurred_at": text}])
+    run = enrollbridge("ingest", "tax", source, "--out", tmp_path / "events.jsonl")
+    assert run.returncode == 0, run.stderr
+    assert "read 1, accepted 0, rejected 1" in run.stdout
+    assert '"error_code":"BAD_TIME"' in (tmp_path / "events.dlq.jsonl").read_text()
+    events = tmp_path / "events.jsonl"
+    replayed = enrollbridge("replay", events, "--until", text, "--out", tmp_path / "alerts.jsonl")
+    _one_line(replayed, "--until", text)
