@@ -255,3 +255,15 @@ def test_a_time_whose_china_date_has_no_year_is_a_dead_letter_not_a_traceback(
     events = tmp_path / "events.jsonl"
     replayed = enrollbridge("replay", events, "--until", text, "--out", tmp_path / "alerts.jsonl")
     _one_line(replayed, "--until", text)
+
+
+@pytest.mark.parametrize("year", ["99999999", "-5", "0"])
+def test_an_event_of_a_coverage_year_no_record_may_carry_is_named(tmp_path: Path, secret_env: str, year: str) -> None:
+    events = tmp_path / "events.jsonl"
+    ingested = enrollbridge("ingest", "tax", write_csv(tmp_path / "tax.csv", [GOOD_ROWS["tax"]]), "--out", events)
+    assert ingested.returncode == 0, ingested.stderr
+    line = events.read_text()
+    assert '"coverage_year":2024,' in line
+    events.write_text(line.replace('"coverage_year":2024,', f'"coverage_year":{year},'))
+    run = enrollbridge("replay", events, "--out", tmp_path / "alerts.jsonl")
+    _one_line(run, f"{events}:1: field coverage_year")
