@@ -622,13 +622,14 @@ def report(
     From a replay of EVENT_FILES (connector outputs or an archived log) when given, else from the
     sink's history in PostgreSQL (ENROLLBRIDGE_PG_DSN)."""
     from enrollbridge.report import build_report, write_html, write_pdf, write_xlsx
-    from schemas.times import parse_date
+    from schemas.times import format_date, parse_date
     from streams.core.policy import load_policies
 
     try:
         as_of_date = parse_date(as_of)
-    except ValueError:
-        raise InputError(f"--as-of {as_of!r}: expected a date YYYY-MM-DD") from None
+        format_date(as_of_date + 1)  # the report's cut-off is the start of the next day
+    except (ValueError, OverflowError):
+        raise InputError(f"--as-of {as_of!r}: expected a date YYYY-MM-DD before 9999-12-31") from None
     policy = load_policies(policy_file).get(pool, year)
     if policy is None:
         raise InputError(f"the policies have no entry for pool {pool}, year {year}")

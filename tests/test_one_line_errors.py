@@ -267,3 +267,22 @@ def test_an_event_of_a_coverage_year_no_record_may_carry_is_named(tmp_path: Path
     events.write_text(line.replace('"coverage_year":2024,', f'"coverage_year":{year},'))
     run = enrollbridge("replay", events, "--out", tmp_path / "alerts.jsonl")
     _one_line(run, f"{events}:1: field coverage_year")
+
+
+def test_a_report_as_of_the_last_day_a_date_can_hold_is_refused(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    args: list[str | Path] = [
+        "report",
+        "--pool",
+        "450200",
+        "--year",
+        "2024",
+        "--as-of",
+        "9999-12-31",
+        events,
+        "--out",
+        tmp_path,
+    ]
+    _one_line(enrollbridge(*args), "--as-of '9999-12-31'")
+    assert list(tmp_path.iterdir()) == [events]
