@@ -9,6 +9,7 @@ all, or lacks a required column, raises ``InputError`` before any row is produce
 from __future__ import annotations
 
 import csv
+import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import IO, NamedTuple
 import orjson
 
 from connectors.fields import FIELD_MAX, cell_text, printable
+from connectors.identity import redact
 from infra.errors import InputError
 
 _SNIFF_BYTES = 1 << 20
@@ -61,8 +63,12 @@ class RowFile:
     close: Callable[[], None] = lambda: None  # lets go of the file when its rows were not all read
 
     def ignore(self, column: str) -> None:
-        """Note an unknown column for the summary: the first few, each shown safely and cut short."""
-        shown = printable(column, FIELD_MAX)
+        """Note an unknown column for the summary: the first few, each shown safely and cut short.
+        A header cell can hold somebody's identity number (a data row pasted above the header): it is
+        masked, full-width digits too (NFKC, as cells are; the whole of one an identity number that
+        the cut would split)."""
+        seen = unicodedata.normalize("NFKC", column[: FIELD_MAX + 18])
+        shown = printable(redact(seen, only_valid=False), FIELD_MAX, len(column))
         if shown in self.ignored_columns:
             return
         if len(self.ignored_columns) < _IGNORED_LISTED:

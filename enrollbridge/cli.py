@@ -67,6 +67,26 @@ def _settings(**flags: Any) -> Any:
         raise InputError(f"setting {'.'.join(map(str, detail['loc']))}: {detail['msg']}") from None
 
 
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and a.samefile(b))
+    except OSError:
+        return False
+
+
+def _distinct_outputs(inputs: tuple[Path, ...], outputs: dict[str, Path | None]) -> None:
+    """Refuses an output that is one of the inputs or another output: writing it would destroy an
+    agency's file (or one output would overwrite the other) before a record is read."""
+    given = [(option, path) for option, path in outputs.items() if path is not None]
+    for number, (option, path) in enumerate(given):
+        for source in inputs:
+            if _same_file(path, source):
+                raise InputError(f"{option} {path} is also an input: it would be overwritten; write elsewhere")
+        for other, earlier in given[:number]:
+            if _same_file(path, earlier):
+                raise InputError(f"{option} {path} is also {other}: give each output its own file")
+
+
 def _encoding_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     import codecs
 
@@ -141,6 +161,7 @@ def ingest(
         output: OutputFiles | None = None
         if out is not None:
             dlq = dlq or out.with_name(out.name.removesuffix(".jsonl") + ".dlq.jsonl")
+            _distinct_outputs(files, {"--out": out, "--dlq": dlq})
             output = OutputFiles(out, dlq)
             on_event, on_dead_letter = stack.enter_context(output)
             where = f"events: {out}  dead letters: {dlq}"
@@ -357,10 +378,15 @@ def replay(
     from streams.core.summary import AlertTally, _Last
     from streams.replay import replay_packed
 
+    _distinct_outputs(files, {"--out": out, "--coverage-out": coverage_out})
     policies = load_policies(policy_file)
     tally = AlertTally()
-    with out.open("wb") as alerts, contextlib.ExitStack() as stack:
-        coverage = stack.enter_context(coverage_out.open("wb")) if coverage_out else None
+    with contextlib.ExitStack() as stack:
+        try:
+            alerts = stack.enter_context(out.open("wb"))
+            coverage = stack.enter_context(coverage_out.open("wb")) if coverage_out else None
+        except OSError as error:
+            raise InputError(f"cannot write {error.filename}: {error.strerror or error}") from None
 
         def emit(row: _AlertRow) -> None:
             alerts.write(row[0])
@@ -596,13 +622,14 @@ def report(
     From a replay of EVENT_FILES (connector outputs or an archived log) when given, else from the
     sink's history in PostgreSQL (ENROLLBRIDGE_PG_DSN)."""
     from enrollbridge.report import build_report, write_html, write_pdf, write_xlsx
-    from schemas.times import parse_date
+    from schemas.times import format_date, parse_date
     from streams.core.policy import load_policies
 
     try:
         as_of_date = parse_date(as_of)
-    except ValueError:
-        raise InputError(f"--as-of {as_of!r}: expected a date YYYY-MM-DD") from None
+        format_date(as_of_date + 1)  # the report's cut-off is the start of the next day
+    except (ValueError, OverflowError):
+        raise InputError(f"--as-of {as_of!r}: expected a date YYYY-MM-DD before 9999-12-31") from None
     policy = load_policies(policy_file).get(pool, year)
     if policy is None:
         raise InputError(f"the policies have no entry for pool {pool}, year {year}")

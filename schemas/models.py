@@ -42,6 +42,9 @@ EpochDays = Annotated[int, BeforeValidator(_date), PlainSerializer(format_date, 
 PersonKey = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 EventId = Annotated[str, Field(pattern=r"^[0-9a-f]{32}$")]
 RegionCode = Annotated[str, Field(pattern=r"^[0-9]{6}$")]
+# The coverage years agency records may carry (the connectors' BAD_YEAR): an event of year 99999999
+# would end the rules in a traceback when they take that year's first and last day.
+CoverageYear = Annotated[int, Field(ge=1990, le=2100)]
 
 
 class SchoolType(StrEnum):
@@ -162,7 +165,7 @@ class RegistrationChange(PersonEvent):
     schema_name: ClassVar[str] = "RegistrationChange"
     insurance_type: InsuranceType
     region: RegionCode
-    coverage_year: int
+    coverage_year: CoverageYear
     action: RegistrationAction
     enrollment_ref: str
     channel: str | None = None  # since version 2 of the schema
@@ -172,7 +175,7 @@ class RegistrationChange(PersonEvent):
 
 class PaymentChange(PersonEvent):
     schema_name: ClassVar[str] = "PaymentChange"
-    coverage_year: int
+    coverage_year: CoverageYear
     amount_fen: Annotated[int, Field(ge=0)]
     region: RegionCode
     action: PaymentAction

@@ -18,15 +18,23 @@ _CST_OFFSET_US = _CST_OFFSET_MS * 1000
 _EPOCH_DATE = date(1970, 1, 1)
 _EPOCH_ORDINAL = _EPOCH_DATE.toordinal()
 _MICROSECOND = timedelta(microseconds=1)
+# The instants format_instant can show: 0001-01-01T00:00:00.000+08:00 to 9999-12-31T23:59:59.999+08:00.
+_FIRST_INSTANT = (date.min.toordinal() - _EPOCH_ORDINAL) * MS_PER_DAY - _CST_OFFSET_MS
+_LAST_INSTANT = (date.max.toordinal() + 1 - _EPOCH_ORDINAL) * MS_PER_DAY - _CST_OFFSET_MS - 1
 
 
 def parse_instant(text: str) -> int:
     """ISO 8601 text to epoch milliseconds; a time without an offset is China Standard Time.
 
-    Raises ValueError for anything that is not an ISO 8601 date or date-time.
+    Raises ValueError for anything that is not an ISO 8601 date or date-time, and for an instant
+    whose China Standard Time date is outside years 1-9999 (e.g. ``9999-12-31T23:00-12:00``): it
+    could never be shown again.
     """
     value = datetime.fromisoformat(text.strip())
-    return datetime_to_ms(value)
+    ms = datetime_to_ms(value)
+    if not _FIRST_INSTANT <= ms <= _LAST_INSTANT:
+        raise ValueError(f"{text!r} is outside years 1-9999 in China Standard Time")
+    return ms
 
 
 def datetime_to_ms(value: datetime) -> int:

@@ -72,7 +72,7 @@ def _read(path: Path, persons: Callable[[str], bool] | None) -> Iterator[tuple[i
                 events = read_event_container(raw) if persons is None else read_events_of(raw, persons)
                 for number, event in enumerate(events, start=1):
                     yield number, event  # type: ignore[misc]
-            except (ValueError, EOFError) as error:
+            except Exception as error:  # fastavro raises zlib.error, IndexError, ... on damaged blocks too
                 raise InputError(f"{path}: not a readable Avro container of events: {error}") from None
             return
         raw.seek(0)
@@ -315,7 +315,7 @@ def _avro_log(path: Path) -> bool:
             if PARTITION_METADATA in container_metadata(raw):
                 return True
             return container_holds(raw, "ClockTick")
-    except (OSError, ValueError, EOFError):
+    except Exception:  # a damaged container (fastavro raises zlib.error, IndexError, ... too)
         return False  # MergedLog reads it again and names the problem
 
 
@@ -388,6 +388,9 @@ def _log_streams(paths: Sequence[Path]) -> list[tuple[int | None, list[Path]]]:
             if raw.read(4) == AVRO_MAGIC:
                 raw.seek(0)
                 metadata = container_metadata(raw)
+                for name in (PARTITION_METADATA, FIRST_OFFSET_METADATA):
+                    if not metadata.get(name, "0").isascii() or not metadata.get(name, "0").isdigit():
+                        raise InputError(f"{path}: not a log segment: its header's {name} is not a number")
                 tagged = metadata.get(PARTITION_METADATA)
                 partition = int(tagged) if tagged is not None else None
                 first_offset = int(metadata.get(FIRST_OFFSET_METADATA, -1))

@@ -19,7 +19,7 @@ from infra.topics import Topics
 from schemas.codec import decode_message
 from streams.core.policy import load_policies
 from tests.cli import enrollbridge
-from tests.files import GOOD_ROWS, write_csv, write_jsonl
+from tests.files import GOOD_ROWS, STUDENT, write_csv, write_jsonl
 from tests.live import live_settings
 
 
@@ -173,3 +173,14 @@ def test_a_bad_byte_after_the_first_mib_publishes_nothing(
     run = enrollbridge("ingest", "tax", _big_file_with_a_bad_byte_after_the_first_mib(tmp_path), env=env)
     _refused(run, ":12002: not valid utf-8")
     assert _topics(settings) == ([], [])
+
+
+@pytest.mark.parametrize("shown", [STUDENT, STUDENT.translate(str.maketrans("0123456789X", "０１２３４５６７８９Ｘ"))])
+def test_an_identity_number_in_a_header_is_masked_in_the_summary(tmp_path: Path, secret_env: str, shown: str) -> None:
+    # A data row pasted above the header: its identity number becomes a column name the summary lists.
+    header = [*GOOD_ROWS["tax"], shown]
+    source = write_csv(tmp_path / "tax.csv", [{**GOOD_ROWS["tax"], shown: "x"}], header)
+    run = enrollbridge("ingest", "tax", source, "--out", tmp_path / "events.jsonl")
+    assert run.returncode == 0, run.stderr
+    assert "ignored columns: 110105********002X" in run.stdout
+    assert shown not in run.stdout + run.stderr and STUDENT not in run.stdout + run.stderr

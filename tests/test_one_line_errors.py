@@ -10,6 +10,8 @@ import psycopg
 import pytest
 
 from infra.errors import InputError
+from schemas.codec import write_event_container
+from streams.core.clock import make_tick
 from streams.core.policy import load_policies
 from tests.cli import enrollbridge
 from tests.conftest import PG_DSN
@@ -168,3 +170,119 @@ def test_replay_given_an_agency_file_says_what_it_reads(tmp_path: Path, suffix: 
         agency.write_text('{"id_number": "11010520000101001X", "school_code": "S1"}\n')
     run = enrollbridge("replay", agency, "--out", tmp_path / "alerts.jsonl")
     _one_line(run, f"{agency}:1", "ingest SOURCE FILE --out EVENTS.jsonl")
+
+
+@pytest.mark.parametrize("option", ["--out", "--coverage-out"])
+def test_a_replay_output_in_a_missing_folder_is_named(tmp_path: Path, option: str) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    outputs = {"--out": tmp_path / "alerts.jsonl", "--coverage-out": tmp_path / "coverage.jsonl"}
+    outputs[option] = tmp_path / "missing" / "out.jsonl"
+    run = enrollbridge("replay", events, *(part for pair in outputs.items() for part in pair))
+    _one_line(run, "cannot write", str(tmp_path / "missing" / "out.jsonl"))
+
+
+@pytest.mark.parametrize("option", ["--out", "--coverage-out"])
+def test_a_replay_output_that_is_an_input_is_refused_before_it_is_overwritten(tmp_path: Path, option: str) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text('{"type": "ClockTick"}\n')
+    outputs = {"--out": tmp_path / "alerts.jsonl", "--coverage-out": tmp_path / "coverage.jsonl"}
+    outputs[option] = tmp_path / "." / "events.jsonl"  # the same file by another name
+    run = enrollbridge("replay", events, *(part for pair in outputs.items() for part in pair))
+    _one_line(run, option, "is also an input")
+    assert events.read_text() == '{"type": "ClockTick"}\n'
+
+
+@pytest.mark.parametrize("option", ["--out", "--dlq"])
+def test_an_ingest_output_that_is_the_agency_file_is_refused(tmp_path: Path, secret_env: str, option: str) -> None:
+    source = write_csv(tmp_path / "tax.csv", [GOOD_ROWS["tax"]])
+    before = source.read_bytes()
+    outputs = {"--out": tmp_path / "events.jsonl", "--dlq": tmp_path / "dead.jsonl"}
+    outputs[option] = source
+    run = enrollbridge("ingest", "tax", source, *(part for pair in outputs.items() for part in pair))
+    _one_line(run, option, "is also an input")
+    assert source.read_bytes() == before
+
+
+def test_an_ingest_dead_letter_file_that_is_the_event_file_is_refused(tmp_path: Path, secret_env: str) -> None:
+    source = write_csv(tmp_path / "tax.csv", [GOOD_ROWS["tax"]])
+    events = tmp_path / "events.jsonl"
+    run = enrollbridge("ingest", "tax", source, "--out", events, "--dlq", events)
+    _one_line(run, "--dlq", "is also --out")
+    assert not events.exists()
+
+
+def _damaged_log(path: Path, metadata: dict[str, str] | None = None) -> Path:
+    """A log container of a year of hourly ticks (several blocks) with bytes flipped inside a block."""
+    with path.open("wb") as out:
+        write_event_container(out, [make_tick(1_700_000_000_000 + hour * 3_600_000) for hour in range(9000)], metadata)
+    data = bytearray(path.read_bytes())
+    for at in range(len(data) * 4 // 5, len(data) * 4 // 5 + 40):
+        data[at] ^= 0x5A
+    path.write_bytes(bytes(data))
+    return path
+
+
+@pytest.mark.parametrize("segment", [False, True])
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_a_damaged_avro_block_is_named(tmp_path: Path, segment: bool, jobs: str) -> None:
+    metadata = {"enrollbridge.partition": "0", "enrollbridge.first_offset": "0"} if segment else None
+    log = _damaged_log(tmp_path / "log.avro", metadata)
+    run = enrollbridge("replay", log, "--out", tmp_path / "alerts.jsonl", "--jobs", jobs)
+    _one_line(run, f"{log}: not a readable Avro container of events")
+
+
+@pytest.mark.parametrize("name", ["enrollbridge.partition", "enrollbridge.first_offset"])
+def test_a_log_segment_whose_header_numbers_are_not_numbers_is_named(tmp_path: Path, name: str) -> None:
+    log = tmp_path / "segment.avro"
+    with log.open("wb") as out:
+        metadata = {"enrollbridge.partition": "0", "enrollbridge.first_offset": "0", name: "zero"}
+        write_event_container(out, [make_tick(1_700_000_000_000)], metadata)
+    run = enrollbridge("replay", log, "--out", tmp_path / "alerts.jsonl")
+    _one_line(run, f"{log}: not a log segment", name)
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+14:00"])
+def test_a_time_whose_china_date_has_no_year_is_a_dead_letter_not_a_traceback(
+    tmp_path: Path, secret_env: str, text: str
+) -> None:
+    # Valid ISO 8601, but in China Standard Time the year is 10000 or 0: no instant could show it.
+    source = write_csv(tmp_path / "tax.csv", [{**GOOD_ROWS["tax"], "occurred_at": text}])
+    run = enrollbridge("ingest", "tax", source, "--out", tmp_path / "events.jsonl")
+    assert run.returncode == 0, run.stderr
+    assert "read 1, accepted 0, rejected 1" in run.stdout
+    assert '"error_code":"BAD_TIME"' in (tmp_path / "events.dlq.jsonl").read_text()
+    events = tmp_path / "events.jsonl"
+    replayed = enrollbridge("replay", events, "--until", text, "--out", tmp_path / "alerts.jsonl")
+    _one_line(replayed, "--until", text)
+
+
+@pytest.mark.parametrize("year", ["99999999", "-5", "0"])
+def test_an_event_of_a_coverage_year_no_record_may_carry_is_named(tmp_path: Path, secret_env: str, year: str) -> None:
+    events = tmp_path / "events.jsonl"
+    ingested = enrollbridge("ingest", "tax", write_csv(tmp_path / "tax.csv", [GOOD_ROWS["tax"]]), "--out", events)
+    assert ingested.returncode == 0, ingested.stderr
+    line = events.read_text()
+    assert '"coverage_year":2024,' in line
+    events.write_text(line.replace('"coverage_year":2024,', f'"coverage_year":{year},'))
+    run = enrollbridge("replay", events, "--out", tmp_path / "alerts.jsonl")
+    _one_line(run, f"{events}:1: field coverage_year")
+
+
+def test_a_report_as_of_the_last_day_a_date_can_hold_is_refused(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    args: list[str | Path] = [
+        "report",
+        "--pool",
+        "450200",
+        "--year",
+        "2024",
+        "--as-of",
+        "9999-12-31",
+        events,
+        "--out",
+        tmp_path,
+    ]
+    _one_line(enrollbridge(*args), "--as-of '9999-12-31'")
+    assert list(tmp_path.iterdir()) == [events]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -38,3 +39,11 @@ def test_known_instants() -> None:
     assert parse_instant("2023-12-31 23:30") == 1704036600000
     assert format_instant(parse_instant("2023-12-31T23:30:00.123+08:00")) == "2023-12-31T23:30:00.123+08:00"
     assert parse_instant("2023-12-31T15:30:00.123999Z") == parse_instant("2023-12-31T23:30:00.123+08:00")
+
+
+def test_parse_instant_refuses_what_format_instant_could_not_show() -> None:
+    assert format_instant(parse_instant("0001-01-01T00:00:00+08:00")) == "0001-01-01T00:00:00.000+08:00"
+    assert format_instant(parse_instant("9999-12-31T23:59:59.999")) == "9999-12-31T23:59:59.999+08:00"
+    for text in ("9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+09:00"):
+        with pytest.raises(ValueError, match="outside years 1-9999"):
+            parse_instant(text)
