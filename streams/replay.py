@@ -472,6 +472,10 @@ def _replay_log(
 # person_key are (0, 0, ""); for a tick's, (0, 0, person) in the sweep and (1, due, person) after it.
 # Every worker emits in ascending tag order, and no two workers share a tag, so heapq.merge of the
 # workers' outputs is the one process's output, record for record.
+#
+# An archive of at least N partitions is shared out by whole partitions instead (partition stream k to
+# worker k mod N): each partition has its own engine in one process too, so a worker reads only its
+# partitions' files, and the same tags place its records.
 
 Position = tuple[Any, ...]
 Tag = tuple[Any, ...]
@@ -600,13 +604,17 @@ class _Worker:
     def log(
         self, paths: Sequence[Path], policies: PolicyBook, until: int | None, jobs: int, result: ReplayResult
     ) -> None:
-        """``_replay_log`` for one share: every partition stream, with this share's persons."""
+        """``_replay_log`` for one share: every partition stream, with this share's persons -- or, for an
+        archive of at least ``jobs`` partitions, this share's partition streams, with all their persons."""
+        by_partition = _shares_by_partition(paths, jobs)
         for stream, (_, files) in enumerate(_log_streams(paths)):
+            if by_partition and stream % jobs != self.index:
+                continue
             engine, store = self.engine(policies, result)
             number, stopped = 0, False
             for path in files:
                 self.position = (stream, number + 1)  # where a file that cannot be read stops the replay
-                for _, event in _read(path, self.holds):
+                for _, event in _read(path, None if by_partition else self.holds):
                     number += 1
                     if event is None:
                         continue  # another share's person (not even built)
@@ -615,7 +623,7 @@ class _Worker:
                             stopped = True
                             break
                         result.ticks += 1
-                    elif share_of(event.person_key, jobs) != self.index:
+                    elif not by_partition and share_of(event.person_key, jobs) != self.index:
                         continue
                     self.run(engine, (stream, number), event, result)
                     self.position = (stream, number + 1)
@@ -625,6 +633,18 @@ class _Worker:
                 self.run(engine, (stream, _STOP), make_tick(until), result)
                 result.ticks += 1
             result.persons += len(store)
+
+
+def _shares_by_partition(paths: Sequence[Path], jobs: int) -> bool:
+    """Whether ``replay --jobs`` shares out whole partition streams instead of persons: the inputs are
+    an archive's segments of at least ``jobs`` partitions. A partition's engine is independent of the
+    others' (as each worker's was live), so a share then reads only its own partitions' files; shared
+    by persons, every share decodes every record of the log."""
+    try:
+        streams = _log_streams(paths)
+    except (InputError, OSError):
+        return False  # the shares meet the problem where one process would, and report it
+    return len(streams) >= jobs and all(partition is not None for partition, _ in streams)
 
 
 def _share_main(
@@ -771,7 +791,7 @@ def _replay_shares(
         for channel in queues:
             channel.close()
             channel.cancel_join_thread()
-    return _combined([result for result in results if result is not None])
+    return _combined([result for result in results if result is not None], _shares_by_partition(paths, jobs))
 
 
 _FAILED = 2
@@ -781,16 +801,18 @@ def _first_tag(item: tuple[Tag, int, Any]) -> Tag:
     return item[0]
 
 
-def _combined(results: list[ReplayResult]) -> ReplayResult:
-    """The one process's result from its shares': the persons and their events are shared out, the
-    ticks are every share's."""
+def _combined(results: list[ReplayResult], by_partition: bool) -> ReplayResult:
+    """The one process's result from its shares': the persons and their events are shared out; the
+    ticks are every share's, or with whole partitions shared out, each partition's."""
     first = results[0]
-    if any(result.ticks != first.ticks or result.mode != first.mode for result in results):
+    if any(result.mode != first.mode for result in results) or (
+        not by_partition and any(result.ticks != first.ticks for result in results)
+    ):
         raise RuntimeError("replay --jobs: the shares did not see the same ticks")
     return ReplayResult(
         first.mode,
         events=sum(r.events for r in results),
-        ticks=first.ticks,
+        ticks=sum(r.ticks for r in results) if by_partition else first.ticks,
         skipped_after_until=sum(r.skipped_after_until for r in results),
         alerts=sum(r.alerts for r in results),
         persons=sum(r.persons for r in results),

@@ -18,7 +18,14 @@ from schemas.models import ClockTick, LogEvent
 from schemas.times import format_instant
 from streams.core.clock import make_tick
 from streams.core.engine import Engine, MemoryStore
-from streams.replay import FIRST_OFFSET_METADATA, PARTITION_METADATA, ReplayResult, replay, share_of
+from streams.replay import (
+    FIRST_OFFSET_METADATA,
+    PARTITION_METADATA,
+    ReplayResult,
+    _shares_by_partition,
+    replay,
+    share_of,
+)
 from tests.cli import enrollbridge
 from tests.live import Season
 from tests.support import at, key_of, payment, registration, roster, shipped_policies
@@ -101,51 +108,65 @@ def test_a_partitioned_archive_replays_to_the_same_bytes_in_any_number_of_proces
     season: Season, log: list[LogEvent], tmp_path: Path
 ) -> None:
     """Three partitions (persons by a hash other than the workers'), each in two files given out of
-    order: one engine per partition, partitions in order, whatever the number of processes."""
-    partitions: list[list[LogEvent]] = [[], [], []]
-    for event in log:
-        for number, partition in enumerate(partitions):
-            if isinstance(event, ClockTick) or zlib.adler32(event.person_key.encode()) % 3 == number:
-                partition.append(event)
-    files = []
-    for number, partition in enumerate(partitions):
-        half = len(partition) // 2
-        for first, part in ((0, partition[:half]), (half, partition[half:])):
-            path = tmp_path / f"p{number}-{first}.avro"
-            with path.open("wb") as out:
-                write_event_container(out, part, {PARTITION_METADATA: str(number), FIRST_OFFSET_METADATA: str(first)})
-            files.append(path)
+    order: one engine per partition, partitions in order, whatever the number of processes (2 and 3
+    share out whole partitions, 4 shares out persons)."""
+    files = _partitioned(log, tmp_path, 3)
     files.reverse()
-    _same_for_every_jobs(season, files, tmp_path / "partitions")
+    _same_for_every_jobs(season, files, tmp_path / "partitions", jobs_list=(2, 3, 4))
     ticks = [event.occurred_at for event in log if isinstance(event, ClockTick)]
     third = format_instant(ticks[len(ticks) // 3])
     _same_for_every_jobs(season, files, tmp_path / "partitions-half", "--until", third, jobs_list=(2,))
+
+
+def _partitioned(log: list[LogEvent], folder: Path, partitions: int) -> list[Path]:
+    """The log as an archive of ``partitions`` partitions (persons by a hash other than the shares'),
+    each partition in two segment files: every partition holds every tick, as each did live."""
+    streams: list[list[LogEvent]] = [[] for _ in range(partitions)]
+    for event in log:
+        for number, stream in enumerate(streams):
+            if isinstance(event, ClockTick) or zlib.adler32(event.person_key.encode()) % partitions == number:
+                stream.append(event)
+    files = []
+    for number, stream in enumerate(streams):
+        half = len(stream) // 2
+        for first, part in ((0, stream[:half]), (half, stream[half:])):
+            path = folder / f"p{number}-{first}.avro"
+            with path.open("wb") as out:
+                write_event_container(out, part, {PARTITION_METADATA: str(number), FIRST_OFFSET_METADATA: str(first)})
+            files.append(path)
+    return files
 
 
 def _counts(result: ReplayResult) -> dict[str, Any]:
     return {name: value for name, value in asdict(result).items() if name != "worker_cpu"}
 
 
-@pytest.mark.parametrize("kind", ["merged", "log"])
+@pytest.mark.parametrize("kind", ["merged", "log", "partitions"])
 def test_the_counts_and_records_are_those_of_one_process(
     season: Season, log: list[LogEvent], tmp_path: Path, kind: str
 ) -> None:
-    """Through the Python API (records as models): every count, every record, in order."""
+    """Through the Python API (records as models): every count, every record, in order -- shared out
+    by persons, or for an archive of as many partitions as processes or more, by whole partitions."""
     if kind == "merged":
         inputs = season.event_files
         until = (season.merged.first or 0) + (season.until - (season.merged.first or 0)) * 2 // 3
-    else:
+    elif kind == "log":
         inputs = [tmp_path / "log.avro"]
         with inputs[0].open("wb") as out:
             write_event_container(out, log)
         until = season.until
+    else:
+        inputs = _partitioned(log, tmp_path, 3)
+        until = season.until
+        assert _shares_by_partition(inputs, 3) and not _shares_by_partition(inputs, 4)
     runs = {}
     for jobs in JOBS:
         alerts: list[Any] = []
         coverage: list[Any] = []
         result = replay(inputs, season.policies, alerts.append, until, False, coverage.append, jobs=jobs)
         runs[jobs] = (_counts(result), alerts, coverage)
-    assert runs[1][0]["mode"] == kind and runs[1][0]["persons"] > 700 and runs[1][0]["alerts"] > 0
+    assert runs[1][0]["mode"] == ("merged" if kind == "merged" else "log")
+    assert runs[1][0]["persons"] > 700 and runs[1][0]["alerts"] > 0
     if kind == "merged":
         assert runs[1][0]["skipped_after_until"] > 0
     for jobs in JOBS[1:]:
