@@ -25,11 +25,14 @@ from enrollbridge.bench.run import (
 )
 from enrollbridge.cli import cli
 from infra.settings import Settings
-from schemas.models import ClockTick, LogEvent
+from schemas.codec import container_metadata, read_event_container
+from schemas.models import ClockTick, LogEvent, SourceEvent
 from streams.core.clock import make_tick
 from streams.core.engine import Engine, MemoryStore
 from streams.core.policy import load_policies
 from streams.core.state import dump_state
+from streams.live.partition_store import partition_of
+from streams.replay import PARTITION_METADATA
 from tests.support import at, key_of, payment, registration, roster
 
 
@@ -180,7 +183,10 @@ def test_the_stages_tool_times_every_stage_of_a_replay_of_a_log(tmp_path: Path) 
     work = tmp_path / "work"
     arguments = ["bench", "--only", "replay", "--students", "300", "--runs", "1", "--jobs", "1", "--work", str(work)]
     assert CliRunner().invoke(cli, [*arguments, "--out", str(tmp_path / "B.md")]).exit_code == 0
-    result = CliRunner().invoke(stages, [str(work / "log.avro"), str(work / "bench-policy.toml"), "--runs", "2"])
+    logs = sorted(str(path) for path in (work / "log").glob("*.avro"))
+    assert len(logs) == Settings().partitions == 4  # an archive's segments, one per partition
+    _is_an_archive_of_the_season([Path(log) for log in logs])
+    result = CliRunner().invoke(stages, [str(work / "bench-policy.toml"), *logs, "--runs", "2"])
     assert result.exit_code == 0, result.output
     figures = {
         name.strip(): float(value)
@@ -196,3 +202,20 @@ def test_the_stages_tool_times_every_stage_of_a_replay_of_a_log(tmp_path: Path) 
     engine = figures["engine (rules, alert records built)"]
     assert figures["of which: fold into person states"] < engine
     assert figures["of which: build the alert records"] < engine
+
+
+def _is_an_archive_of_the_season(logs: list[Path]) -> None:
+    """Each segment names its partition, holds the persons Kafka's partitioner routes there, and every
+    tick, as a live worker's partitions do."""
+    ticks: list[list[int]] = []
+    persons = 0
+    for number, log in enumerate(logs):
+        with log.open("rb") as source:
+            assert container_metadata(source)[PARTITION_METADATA] == str(number)
+            events = list(read_event_container(source))
+        ticks.append([event.occurred_at for event in events if isinstance(event, ClockTick)])
+        keys = {event.person_key for event in events if isinstance(event, SourceEvent)}
+        assert keys and all(partition_of(key.encode(), len(logs)) == number for key in keys)
+        persons += len(keys)
+    assert ticks[0] and all(times == ticks[0] for times in ticks)
+    assert persons >= 300

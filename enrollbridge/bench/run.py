@@ -56,10 +56,13 @@ from streams.core.clock import make_tick, tick_message
 from streams.core.engine import Engine, MemoryStore
 from streams.core.policy import PolicyBook, load_policies
 from streams.core.state import load_state
+from streams.live.partition_store import partition_of
 from streams.replay import FIRST_OFFSET_METADATA, PARTITION_METADATA, MergedLog, replay_packed
 
 BENCH_POLICY = "bench-policy.toml"  # written in the work directory by run_bench
 SECRET = Secret(b"benchmark-only-secret")
+# The replay rows read the season's log as an archive of the worker's default number of partitions.
+LOG_PARTITIONS: int = Settings.model_fields["partitions"].default
 
 # Every live contender commits on the same terms, the enrollbridge worker's (streams/live/faust_app.py,
 # pinned by tests/test_bench.py): every second, and after 10,000 messages (Faust's default). A rate is
@@ -118,21 +121,34 @@ def _spread(values: list[float]) -> str:
 # --- offline: replay and ingest -----------------------------------------------------------------
 
 
-def log_container(folder: Path, merged: MergedLog, ticks: list[int], until: int) -> tuple[Path, int]:
-    """The season's unified log as one Avro container, with the header of an archive's segment (one
-    partition from offset 0); its event count."""
-    path = folder / "log.avro"
-    segment = {PARTITION_METADATA: "0", FIRST_OFFSET_METADATA: "0"}
-    with path.open("wb") as out:
-        count = write_event_container(out, merged.stream(ticks, until), segment)
-    return path, count
+def log_archive(
+    folder: Path, merged: MergedLog, ticks: list[int], until: int, partitions: int
+) -> tuple[list[Path], int]:
+    """The season's unified log as an archive holds it: a segment per partition (persons routed by
+    Kafka's default partitioner, as the live worker's log is; every tick in every partition), each
+    with a segment's header. The files and the number of events and ticks in all."""
+    folder.mkdir(parents=True, exist_ok=True)
+    streams: list[list[LogEvent]] = [[] for _ in range(partitions)]
+    for event in merged.stream(ticks, until):
+        if isinstance(event, ClockTick):
+            for stream in streams:
+                stream.append(event)
+        else:
+            streams[partition_of(event.person_key.encode(), partitions)].append(event)
+    paths = []
+    for partition, stream in enumerate(streams):
+        path = folder / f"partition-{partition}.avro"
+        with path.open("wb") as out:
+            write_event_container(out, stream, {PARTITION_METADATA: str(partition), FIRST_OFFSET_METADATA: "0"})
+        paths.append(path)
+    return paths, sum(map(len, streams))
 
 
 def _nothing(_record: object) -> None:
     """What a replay worker hands back per record here: nothing (the one-process row keeps none either)."""
 
 
-def bench_replay(log: Path, count: int, policies: PolicyBook, runs: int, jobs: int) -> list[Row]:
+def bench_replay(logs: list[Path], count: int, policies: PolicyBook, runs: int, jobs: int) -> list[Row]:
     """``replay`` of the season's log, every alert record handed to a sink that keeps nothing, in one
     process and with ``jobs`` processes (``--jobs``: persons shared out, records merged back into one
     process's order), against fastavro reading the same file.
@@ -147,11 +163,13 @@ def bench_replay(log: Path, count: int, policies: PolicyBook, runs: int, jobs: i
             click.echo(f"    replay, {processes} process{'es' if processes > 1 else ''}, run {run + 1} of {runs}",
                        err=True)  # fmt: skip
             started = time.perf_counter()
-            with log.open("rb") as source:
-                read = sum(1 for _ in fastavro.reader(source))
+            read = 0
+            for log in logs:
+                with log.open("rb") as source:
+                    read += sum(1 for _ in fastavro.reader(source))
             baseline.append(read / (time.perf_counter() - started))
             started, own = time.perf_counter(), time.process_time()
-            result = replay_packed([log], policies, _nothing, _nothing, progress=False, jobs=processes)
+            result = replay_packed(logs, policies, _nothing, _nothing, progress=False, jobs=processes)
             ours[processes].append(count / (time.perf_counter() - started))
             cpu[processes].append(((time.process_time() - own) / count, result.worker_cpu / count))
     name = "fastavro reads the same file"
@@ -863,8 +881,8 @@ def run_bench(
         manifest, event_files = prepare_season(work / "season", students, 1, SECRET, policies)
         until = parse_instant(manifest["until"])
         merged = MergedLog(event_files)
-        log, count = log_container(work, merged, merged.tick_times(policies, until), until)
-        rows.extend(bench_replay(log, count, policies, runs, jobs))
+        logs, count = log_archive(work / "log", merged, merged.tick_times(policies, until), until, LOG_PARTITIONS)
+        rows.extend(bench_replay(logs, count, policies, runs, jobs))
     if "ingest" in wanted:
         click.echo(f"== ingest: the education file of a season of {students:,} students", err=True)
         if not (work / "season" / "education.csv").exists():

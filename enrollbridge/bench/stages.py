@@ -1,12 +1,13 @@
 """Where a replay's time goes, stage by stage, in CPU time per record (BENCHMARKS.md, "The core").
 
-    python -m enrollbridge.bench.stages LOG.avro POLICY.toml [--runs N]
+    python -m enrollbridge.bench.stages POLICY.toml LOG.avro... [--runs N]
 
-LOG.avro is a unified log such as the one ``enrollbridge bench --work DIR`` leaves in DIR (``log.avro``,
-with ``bench-policy.toml``). Each stage is timed alone with ``time.process_time()``, which moves far
-less than wall time when other work shares the machine; the medians of ``--runs`` runs are printed:
+LOG.avro... are the files of a unified log: one stream, or an archive's partition segments, such as
+those ``enrollbridge bench --work DIR`` leaves in DIR/log (with DIR/bench-policy.toml). Each stage is
+timed alone with ``time.process_time()``, which moves far less than wall time when other work shares
+the machine; the medians of ``--runs`` runs are printed:
 
-- fastavro reading the file (the replay row's baseline);
+- fastavro reading the files (the replay row's baseline);
 - reading it into the contract's event models (``read_event_container``);
 - the engine over those events (the rules, alert records built, nothing written), and two parts of its
   work that are not rules: folding the events into person states, and building the alert records it
@@ -24,6 +25,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
+from itertools import chain, islice
 from pathlib import Path
 
 import click
@@ -43,27 +45,35 @@ def _per_record(work: Callable[[], int]) -> float:
     return (time.process_time() - started) / max(count, 1) * 1e6
 
 
-def measure(log: Path, policy: Path) -> dict[str, float]:
+def measure(logs: list[Path], policy: Path) -> dict[str, float]:
+    """The stages over the files of a log: one stream, or an archive's partitions (each through its
+    own engine, as a replay runs them)."""
     policies = load_policies(policy)
 
     def fastavro_reads() -> int:
-        with log.open("rb") as source:
-            return sum(1 for _ in fastavro.reader(source))
+        count = 0
+        for log in logs:
+            with log.open("rb") as source:
+                count += sum(1 for _ in fastavro.reader(source))
+        return count
 
-    events: list[Event] = []
+    streams: list[list[Event]] = []
 
     def read_models() -> int:
-        with log.open("rb") as source:
-            events[:] = read_event_container(source)
-        return len(events)
+        streams.clear()
+        for log in logs:
+            with log.open("rb") as source:
+                streams.append(list(read_event_container(source)))
+        return sum(map(len, streams))
 
     alerts: list[AlertRecord] = []
 
     def run_engine() -> int:
-        engine = Engine(policies, MemoryStore())
-        for event in events:
-            alerts.extend(engine.process(event))  # type: ignore[arg-type]
-        return len(events)
+        for events in streams:
+            engine = Engine(policies, MemoryStore())
+            for event in events:
+                alerts.extend(engine.process(event))  # type: ignore[arg-type]
+        return sum(map(len, streams))
 
     def encode_alerts() -> int:
         for alert in alerts:
@@ -72,18 +82,18 @@ def measure(log: Path, policy: Path) -> dict[str, float]:
 
     def fold_states() -> int:
         states: dict[str, PersonState] = {}
-        for event in events:
+        for event in chain.from_iterable(streams):
             if isinstance(event, SourceEvent):
                 state = states.get(event.person_key)
                 if state is None:
                     state = states[event.person_key] = PersonState(event.masked_id)
                 state.apply(event)
-        return len(events)
+        return sum(map(len, streams))
 
     def build_alerts() -> int:
         for alert in alerts:
             _rebuilt(alert)
-        return len(events)  # per event: what building the records costs a replay
+        return sum(map(len, streams))  # per event: what building the records costs a replay
 
     figures = {
         "fastavro reads the log": _per_record(fastavro_reads),
@@ -93,7 +103,7 @@ def measure(log: Path, policy: Path) -> dict[str, float]:
         "  of which: build the alert records": _per_record(build_alerts),
         "encode an alert message": _per_record(encode_alerts),
     }
-    messages = [encode_message(event) for event in events[:30_000]]
+    messages = [encode_message(event) for event in islice(chain.from_iterable(streams), 30_000)]
 
     def decode_events() -> int:
         for message in messages:
@@ -113,15 +123,15 @@ def _rebuilt(alert: AlertRecord) -> AlertRecord:
 
 
 @click.command()
-@click.argument("log", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.argument("policy", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument("logs", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--runs", type=click.IntRange(1, 20), default=3, show_default=True)
-def main(log: Path, policy: Path, runs: int) -> None:
-    """CPU microseconds per record of each stage of a replay, medians of RUNS runs."""
+def main(policy: Path, logs: tuple[Path, ...], runs: int) -> None:
+    """CPU microseconds per record of each stage of a replay of LOGS, medians of RUNS runs."""
     results = []
     with click.progressbar(range(runs), label="measuring", file=click.get_text_stream("stderr")) as bar:
         for _ in bar:
-            results.append(measure(log, policy))
+            results.append(measure(sorted(logs), policy))
     for stage in results[0]:
         values = [result[stage] for result in results]
         spread = f" ({min(values):.1f}–{max(values):.1f})" if runs > 1 else ""
