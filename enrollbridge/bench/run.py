@@ -172,7 +172,7 @@ def bench_replay(logs: list[Path], count: int, policies: PolicyBook, runs: int, 
             result = replay_packed(logs, policies, _nothing, _nothing, progress=False, jobs=processes)
             ours[processes].append(count / (time.perf_counter() - started))
             cpu[processes].append(((time.process_time() - own) / count, result.worker_cpu / count))
-    name = "fastavro reads the same file"
+    name = "fastavro reads the same files"
 
     def note(processes: int) -> str:
         own = statistics.median(c[0] for c in cpu[processes]) * 1e6
