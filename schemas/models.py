@@ -20,13 +20,18 @@ from schemas.times import (
     format_instant,
     parse_date,
     parse_instant,
+    showable_instant,
 )
 
 
 def _instant(value: Any) -> Any:
     if isinstance(value, str):
         return parse_instant(value)
-    return datetime_to_ms(value) if isinstance(value, datetime) else value
+    if isinstance(value, datetime):  # an Avro timestamp-millis: its CST date can still be year 10000
+        return showable_instant(datetime_to_ms(value), value.isoformat())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return showable_instant(value)
+    return value  # pydantic says what is wrong with it
 
 
 def _date(value: Any) -> Any:

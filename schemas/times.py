@@ -31,9 +31,14 @@ def parse_instant(text: str) -> int:
     could never be shown again.
     """
     value = datetime.fromisoformat(text.strip())
-    ms = datetime_to_ms(value)
+    return showable_instant(datetime_to_ms(value), text)
+
+
+def showable_instant(ms: int, given: object = None) -> int:
+    """``ms`` when its China Standard Time date falls in years 1-9999 (what ``format_instant`` can show),
+    else a ValueError naming ``given`` (the value as it came, by default ``ms``)."""
     if not _FIRST_INSTANT <= ms <= _LAST_INSTANT:
-        raise ValueError(f"{text!r} is outside years 1-9999 in China Standard Time")
+        raise ValueError(f"{ms if given is None else given!r} is outside years 1-9999 in China Standard Time")
     return ms
 
 
