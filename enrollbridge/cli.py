@@ -360,7 +360,8 @@ def _coverage_line(record: CoverageRecord) -> bytes:
     default=1,
     show_default=True,
     type=click.IntRange(1, 256),
-    help="Processes running the rules, each over a share of the persons (e.g. the number of cores); "
+    help="Processes running the rules, each over a share of the persons, or of an archive's partitions "
+    "(e.g. the number of cores); "
     "the outputs are byte for byte those of one process.",
 )
 def replay(
@@ -378,7 +379,7 @@ def replay(
     from streams.core.summary import AlertTally, _Last
     from streams.replay import replay_packed
 
-    _distinct_outputs(files, {"--out": out, "--coverage-out": coverage_out})
+    _distinct_outputs((*files, policy_file) if policy_file else files, {"--out": out, "--coverage-out": coverage_out})
     policies = load_policies(policy_file)
     tally = AlertTally()
     with contextlib.ExitStack() as stack:

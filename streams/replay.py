@@ -6,7 +6,8 @@ Two kinds of input:
   that depends on the events alone, never on how the files are named, listed, ordered or formatted;
   ticks are inserted at 00:00 China Standard Time after each policy checkpoint (before events at or
   after their time) and at ``--until``. Large inputs are sorted externally in bounded memory.
-- an archived log (the input contains ticks): replayed in the order given, as the live worker saw it.
+- an archived log (an archive's segments, known by their header, or any input that contains ticks):
+  replayed in the order given, one engine per partition, as the live workers saw it.
 """
 
 from __future__ import annotations
@@ -68,12 +69,16 @@ def _read(path: Path, persons: Callable[[str], bool] | None) -> Iterator[tuple[i
     with raw:
         if raw.read(4) == AVRO_MAGIC:
             raw.seek(0)
+            number = 0
             try:
                 events = read_event_container(raw) if persons is None else read_events_of(raw, persons)
                 for number, event in enumerate(events, start=1):
                     yield number, event  # type: ignore[misc]
+            except ValidationError as error:  # a record the contract refuses: named as a line is
+                raise InputError(f"{path}: record {number + 1}: {_first_problem(error)}") from None
             except Exception as error:  # fastavro raises zlib.error, IndexError, ... on damaged blocks too
-                raise InputError(f"{path}: not a readable Avro container of events: {error}") from None
+                problem = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+                raise InputError(f"{path}: not a readable Avro container of events: {problem}") from None
             return
         raw.seek(0)
         for number, line in enumerate(raw, start=1):
@@ -95,11 +100,16 @@ def _event_from_line(path: Path, number: int, line: bytes) -> LogEvent:
     try:
         return event_from_json(obj)  # type: ignore[return-value]
     except ValidationError as error:
-        detail = error.errors(include_url=False, include_input=False)[0]
-        field_name = ".".join(str(part) for part in detail["loc"]) or "record"
-        raise InputError(f"{path}:{number}: field {field_name}: {detail['msg']}") from None
+        raise InputError(f"{path}:{number}: {_first_problem(error)}") from None
     except ValueError as error:
         raise InputError(f"{path}:{number}: field type: {error}") from None
+
+
+def _first_problem(error: ValidationError) -> str:
+    """``field NAME: what is wrong`` of a record's first invalid field, in one line."""
+    detail = error.errors(include_url=False, include_input=False)[0]
+    field_name = ".".join(str(part) for part in detail["loc"]) or "record"
+    return f"field {field_name}: {detail['msg']}"
 
 
 # (version time, type rank, event_id, the line itself, file rank, line number): the first three are
@@ -376,7 +386,22 @@ PARTITION_METADATA = "enrollbridge.partition"
 FIRST_OFFSET_METADATA = "enrollbridge.first_offset"
 
 
-def _log_streams(paths: Sequence[Path]) -> list[tuple[int | None, list[Path]]]:
+def _segment_header(path: Path) -> dict[str, str] | None:
+    """The user metadata of an Avro container (None for a file that is not one): what a segment's
+    header names. A file that cannot be read, or a damaged header, is named in one line."""
+    try:
+        with path.open("rb") as raw:
+            if raw.read(4) != AVRO_MAGIC:
+                return None
+            raw.seek(0)
+            return container_metadata(raw)
+    except OSError as error:
+        raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
+    except Exception as error:  # fastavro raises ValueError, IndexError, ... on a damaged header
+        raise InputError(f"{path}: not a readable Avro container of events: {type(error).__name__}") from None
+
+
+def log_streams(paths: Sequence[Path]) -> list[tuple[int | None, list[Path]]]:
     """The archived log's files grouped by partition (Avro metadata ``enrollbridge.partition``), in
     partition order; within a partition, files by their first offset (``enrollbridge.first_offset``),
     else in the order given. Files without a partition form one stream, in the order given, first."""
@@ -384,16 +409,14 @@ def _log_streams(paths: Sequence[Path]) -> list[tuple[int | None, list[Path]]]:
     for position, path in enumerate(paths):
         partition: int | None = None
         first_offset = -1
-        with path.open("rb") as raw:
-            if raw.read(4) == AVRO_MAGIC:
-                raw.seek(0)
-                metadata = container_metadata(raw)
-                for name in (PARTITION_METADATA, FIRST_OFFSET_METADATA):
-                    if not metadata.get(name, "0").isascii() or not metadata.get(name, "0").isdigit():
-                        raise InputError(f"{path}: not a log segment: its header's {name} is not a number")
-                tagged = metadata.get(PARTITION_METADATA)
-                partition = int(tagged) if tagged is not None else None
-                first_offset = int(metadata.get(FIRST_OFFSET_METADATA, -1))
+        metadata = _segment_header(path)
+        if metadata is not None:
+            for name in (PARTITION_METADATA, FIRST_OFFSET_METADATA):
+                if not metadata.get(name, "0").isascii() or not metadata.get(name, "0").isdigit():
+                    raise InputError(f"{path}: not a log segment: its header's {name} is not a number")
+            tagged = metadata.get(PARTITION_METADATA)
+            partition = int(tagged) if tagged is not None else None
+            first_offset = int(metadata.get(FIRST_OFFSET_METADATA, -1))
         groups.setdefault(partition, []).append((first_offset, position, path))
     ordered = sorted(groups.items(), key=lambda item: -1 if item[0] is None else item[0])
     return [(partition, [path for _, _, path in sorted(files)]) for partition, files in ordered]
@@ -451,7 +474,7 @@ def _replay_log(
     result = ReplayResult("log", files=[str(p) for p in paths])
     total = sum(os.path.getsize(p) for p in paths)
     with _bar(total, "replaying log", progress) as bar:
-        for _, files in _log_streams(paths):
+        for _, files in log_streams(paths):
             replay_partition(files, policies, on_alert, until, result, _progressed(bar), on_coverage)
     return result
 
@@ -510,9 +533,10 @@ def replay_packed(
     """``replay``, handing ``on_alert`` each alert record packed by ``pack_alert`` (and ``on_coverage``
     each coverage record packed by ``pack_coverage``), in one process's order whatever ``jobs``.
 
-    With ``jobs`` > 1 the rules run in that many worker processes, each over a share of the persons,
-    and the packing happens there: give module-level functions (they go to the workers by name) that
-    return something cheap to send, such as the record's encoded bytes."""
+    With ``jobs`` > 1 the rules run in that many worker processes, each over a share of the persons
+    (or of an archive's partitions), and the packing happens there: give module-level functions (they
+    go to the workers by name) that return something cheap to send, such as the record's encoded
+    bytes."""
     if (on_coverage is None) != (pack_coverage is None):
         raise ValueError("pack_coverage and on_coverage go together")
     if jobs <= 1:
@@ -529,7 +553,8 @@ def replay_packed(
 
 
 class _Worker:
-    """One share of the persons, replayed; records go to ``queue`` in batches, tagged."""
+    """One share of the persons (or of an archive's partitions), replayed; records go to ``queue`` in
+    batches, tagged."""
 
     def __init__(
         self,
@@ -607,7 +632,7 @@ class _Worker:
         """``_replay_log`` for one share: every partition stream, with this share's persons -- or, for an
         archive of at least ``jobs`` partitions, this share's partition streams, with all their persons."""
         by_partition = _shares_by_partition(paths, jobs)
-        for stream, (_, files) in enumerate(_log_streams(paths)):
+        for stream, (_, files) in enumerate(log_streams(paths)):
             if by_partition and stream % jobs != self.index:
                 continue
             engine, store = self.engine(policies, result)
@@ -641,7 +666,7 @@ def _shares_by_partition(paths: Sequence[Path], jobs: int) -> bool:
     others' (as each worker's was live), so a share then reads only its own partitions' files; shared
     by persons, every share decodes every record of the log."""
     try:
-        streams = _log_streams(paths)
+        streams = log_streams(paths)
     except (InputError, OSError):
         return False  # the shares meet the problem where one process would, and report it
     return len(streams) >= jobs and all(partition is not None for partition, _ in streams)
@@ -659,7 +684,7 @@ def _share_main(
     counters: Any,
     stop: Any,
 ) -> None:
-    """A worker process: what ``replay`` does, for the persons of share ``index``."""
+    """A worker process: what ``replay`` does, for the persons (or partitions) of share ``index``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
     worker = _Worker(queue, counters, stop, index, jobs, pack_alert, pack_coverage)
     try:

@@ -16,6 +16,7 @@ from streams.core.policy import load_policies
 from tests.cli import enrollbridge
 from tests.conftest import PG_DSN
 from tests.files import GOOD_ROWS, write_csv
+from tests.support import registration
 from tests.test_policy import SPEC_EXAMPLE, write
 
 
@@ -230,6 +231,39 @@ def test_a_damaged_avro_block_is_named(tmp_path: Path, segment: bool, jobs: str)
     log = _damaged_log(tmp_path / "log.avro", metadata)
     run = enrollbridge("replay", log, "--out", tmp_path / "alerts.jsonl", "--jobs", jobs)
     _one_line(run, f"{log}: not a readable Avro container of events")
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_an_avro_record_the_contract_refuses_is_named_by_its_number_and_field(tmp_path: Path, jobs: str) -> None:
+    # Written by another producer: a registration of a year no agency record may carry, and a tick
+    # whose China Standard Time date is in year 10000 (fastavro reads it; no instant can show it).
+    late = make_tick(1_700_000_000_000).model_copy(update={"occurred_at": 253_402_286_400_000})
+    year = registration("ann", "2023-09-06T08:00", "E1").model_copy(update={"coverage_year": 2101})
+    for bad, field in ((year, "coverage_year"), (late, "occurred_at")):
+        log = tmp_path / f"{field}.avro"
+        with log.open("wb") as out:
+            write_event_container(out, [make_tick(1_690_000_000_000), bad])
+        run = enrollbridge("replay", log, "--out", tmp_path / "alerts.jsonl", "--jobs", jobs)
+        _one_line(run, f"{log}: record 2: field {field}")
+
+
+def test_a_damaged_header_among_log_segments_is_named(tmp_path: Path) -> None:
+    segment = tmp_path / "segment.avro"
+    with segment.open("wb") as out:
+        write_event_container(out, [make_tick(1_700_000_000_000)], {"enrollbridge.partition": "0"})
+    damaged = tmp_path / "damaged.avro"
+    damaged.write_bytes(segment.read_bytes()[:20])
+    run = enrollbridge("replay", segment, damaged, "--out", tmp_path / "alerts.jsonl")
+    _one_line(run, f"{damaged}: not a readable Avro container")
+
+
+def test_a_replay_output_that_is_the_policy_file_is_refused(tmp_path: Path) -> None:
+    policy = write(tmp_path, SPEC_EXAMPLE)
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    run = enrollbridge("replay", events, "--policy", policy, "--out", policy)
+    _one_line(run, "--out", "is also an input")
+    assert policy.read_text() == SPEC_EXAMPLE
 
 
 @pytest.mark.parametrize("name", ["enrollbridge.partition", "enrollbridge.first_offset"])

@@ -36,6 +36,7 @@ from schemas.models import AlertDetails, AlertRecord, Event, RegistrationRef, So
 from streams.core.engine import Engine, MemoryStore
 from streams.core.policy import load_policies
 from streams.core.state import PersonState
+from streams.replay import log_streams
 
 
 def _per_record(work: Callable[[], int]) -> float:
@@ -46,9 +47,11 @@ def _per_record(work: Callable[[], int]) -> float:
 
 
 def measure(logs: list[Path], policy: Path) -> dict[str, float]:
-    """The stages over the files of a log: one stream, or an archive's partitions (each through its
-    own engine, as a replay runs them)."""
+    """The stages over the files of a log: one stream, or an archive's segments, grouped into
+    partition streams as a replay groups them (each stream through its own engine)."""
     policies = load_policies(policy)
+    logs = [path for _, files in log_streams(logs) for path in files]  # streams in order, one after another
+    ends = {files[-1] for _, files in log_streams(logs)}  # where a stream ends and the next engine starts
 
     def fastavro_reads() -> int:
         count = 0
@@ -61,9 +64,13 @@ def measure(logs: list[Path], policy: Path) -> dict[str, float]:
 
     def read_models() -> int:
         streams.clear()
+        stream: list[Event] = []
         for log in logs:
             with log.open("rb") as source:
-                streams.append(list(read_event_container(source)))
+                stream.extend(read_event_container(source))
+            if log in ends:
+                streams.append(stream)
+                stream = []
         return sum(map(len, streams))
 
     alerts: list[AlertRecord] = []
@@ -131,7 +138,7 @@ def main(policy: Path, logs: tuple[Path, ...], runs: int) -> None:
     results = []
     with click.progressbar(range(runs), label="measuring", file=click.get_text_stream("stderr")) as bar:
         for _ in bar:
-            results.append(measure(sorted(logs), policy))
+            results.append(measure(list(logs), policy))
     for stage in results[0]:
         values = [result[stage] for result in results]
         spread = f" ({min(values):.1f}–{max(values):.1f})" if runs > 1 else ""
