@@ -8,7 +8,9 @@ from datetime import UTC, datetime, timedelta, timezone
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from pydantic import ValidationError
 
+from schemas.models import ClockTick
 from schemas.times import CST, datetime_to_ms, format_instant, parse_instant
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -47,3 +49,13 @@ def test_parse_instant_refuses_what_format_instant_could_not_show() -> None:
     for text in ("9999-12-31T23:59:59-12:00", "0001-01-01T00:00:00+09:00"):
         with pytest.raises(ValueError, match="outside years 1-9999"):
             parse_instant(text)
+
+
+def test_an_event_refuses_an_instant_no_text_could_show_however_it_is_given() -> None:
+    """As text, as epoch milliseconds (a live message, a Python caller) or as a datetime (an Avro
+    timestamp-millis read by fastavro): the same bounds, so the rules never meet such a time."""
+    last = parse_instant("9999-12-31T23:59:59.999+08:00")
+    assert ClockTick.model_validate({"event_id": "0" * 32, "occurred_at": last}).occurred_at == last
+    for given_as in ("9999-12-31T23:59:59-12:00", last + 1, datetime(9999, 12, 31, 20, tzinfo=UTC)):
+        with pytest.raises(ValidationError, match="outside years 1-9999"):
+            ClockTick.model_validate({"event_id": "0" * 32, "occurred_at": given_as})
