@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,7 +26,7 @@ from connectors.identity import Secret
 from connectors.readers import CsvLayout, Piece, Row, RowFile, open_rows, split_lines
 from connectors.records import RECORD_TYPES, SourceRecord
 from infra.errors import InputError
-from schemas.codec import JsonLinesWriter, event_from_values, event_values, to_json_line
+from schemas.codec import event_from_values, event_values, to_json_line
 from schemas.models import DeadLetter, FieldError, SourceEvent
 
 EventSink = Callable[[SourceEvent], None]
@@ -79,49 +78,6 @@ class VersionTimes:
         if self.latest is None or version > self.latest:
             self.latest = version
         self.on_event(event)
-
-
-class OutputFiles:
-    """Events and dead letters as JSON Lines, each written aside (``.NAME.partial`` in the same
-    folder) and renamed into place only when the run succeeded: a run that fails part-way leaves
-    no output behind, not even an empty file, and never half of one."""
-
-    def __init__(self, events: Path, dead_letters: Path) -> None:
-        self.paths = (events, dead_letters)
-        self.partials = tuple(path.with_name(f".{path.name}.partial") for path in self.paths)
-        self._writers: list[JsonLinesWriter] = []
-
-    def __enter__(self) -> tuple[EventSink, DeadLetterSink]:
-        try:
-            for partial in self.partials:
-                self._writers.append(JsonLinesWriter(partial))
-        except OSError as error:
-            self._discard()
-            raise InputError(f"cannot write {error.filename}: {error.strerror or error}") from None
-        events, dead_letters = self._writers
-        return events.write, dead_letters.write
-
-    def lines(self) -> tuple[LineSink, LineSink]:
-        """Inside the ``with``: sinks of records already as canonical lines (for ``ingest_lines``)."""
-        events, dead_letters = self._writers
-        return events.write_lines, dead_letters.write_lines
-
-    def __exit__(
-        self, kind: type[BaseException] | None, _error: BaseException | None, _trace: TracebackType | None
-    ) -> None:
-        if kind is not None:
-            self._discard()
-            return
-        for writer in self._writers:
-            writer.close()
-        for partial, path in zip(self.partials, self.paths, strict=True):
-            partial.replace(path)
-
-    def _discard(self) -> None:
-        for writer in self._writers:
-            writer.close()
-        for partial in self.partials:
-            partial.unlink(missing_ok=True)
 
 
 def record_type(source: str) -> type[SourceRecord]:

@@ -149,7 +149,8 @@ def ingest(
     import time
 
     from connectors.identity import Secret
-    from connectors.ingest import DeadLetterSink, EventSink, OutputFiles, VersionTimes, ingest_files, ingest_lines
+    from connectors.ingest import DeadLetterSink, EventSink, LineSink, VersionTimes, ingest_files, ingest_lines
+    from infra.output import OutputFiles
     from schemas.models import SourceWatermark
     from schemas.times import format_instant
 
@@ -158,12 +159,13 @@ def ingest(
     on_dead_letter: DeadLetterSink
     with contextlib.ExitStack() as stack:
         sink = None
-        output: OutputFiles | None = None
+        lines: tuple[LineSink, LineSink] | None = None
         if out is not None:
             dlq = dlq or out.with_name(out.name.removesuffix(".jsonl") + ".dlq.jsonl")
             _distinct_outputs(files, {"--out": out, "--dlq": dlq})
-            output = OutputFiles(out, dlq)
-            on_event, on_dead_letter = stack.enter_context(output)
+            events, dead_letters = stack.enter_context(OutputFiles(out, dlq))
+            on_event, on_dead_letter = events.write, dead_letters.write
+            lines = events.write_lines, dead_letters.write_lines
             where = f"events: {out}  dead letters: {dlq}"
         else:
             from connectors.kafka_sink import KafkaSink
@@ -182,8 +184,8 @@ def ingest(
             where = f"events: {sink.topic}  dead letters: {sink.topics.dead_letters} on {settings.bootstrap_servers}"
         latest = VersionTimes(on_event)
         try:
-            if output is not None:  # files: the records as their lines, made where they are converted
-                summary = ingest_lines(source, files, secret, *output.lines(), encoding=encoding, jobs=jobs)
+            if lines is not None:  # files: the records as their lines, made where they are converted
+                summary = ingest_lines(source, files, secret, *lines, encoding=encoding, jobs=jobs)
             else:
                 summary = ingest_files(
                     source, files, secret, latest.event, on_dead_letter, encoding=encoding, jobs=jobs
@@ -373,8 +375,7 @@ def replay(
     jobs: int,
 ) -> None:
     """Run the rules offline over connector outputs or an archived log (JSON Lines or Avro)."""
-    import contextlib
-
+    from infra.output import OutputFiles
     from streams.core.policy import load_policies
     from streams.core.summary import AlertTally, _Last
     from streams.replay import replay_packed
@@ -382,21 +383,17 @@ def replay(
     _distinct_outputs((*files, policy_file) if policy_file else files, {"--out": out, "--coverage-out": coverage_out})
     policies = load_policies(policy_file)
     tally = AlertTally()
-    with contextlib.ExitStack() as stack:
-        try:
-            alerts = stack.enter_context(out.open("wb"))
-            coverage = stack.enter_context(coverage_out.open("wb")) if coverage_out else None
-        except OSError as error:
-            raise InputError(f"cannot write {error.filename}: {error.strerror or error}") from None
+    # Written aside: a replay stopped by a bad record leaves no half of an alert file behind.
+    with OutputFiles(out, *([coverage_out] if coverage_out else [])) as (alerts, *coverage):
 
         def emit(row: _AlertRow) -> None:
-            alerts.write(row[0])
+            alerts.write_lines(row[0])
             tally.records += 1
             tally.latest[row[1]] = _Last(*row[2:])
 
         result = replay_packed(
             files, policies, _alert_row, emit, until, None, _coverage_line if coverage else None,
-            coverage.write if coverage else None, jobs,
+            coverage[0].write_lines if coverage else None, jobs,
         )  # fmt: skip
     mode = "archived log, order kept" if result.mode == "log" else "connector outputs, merged by version time"
     click.echo(f"replayed {result.events} events and {result.ticks} ticks ({mode}) for {result.persons} persons")

@@ -10,13 +10,13 @@ import psycopg
 import pytest
 
 from infra.errors import InputError
-from schemas.codec import write_event_container
+from schemas.codec import to_json_line, write_event_container
 from streams.core.clock import make_tick
 from streams.core.policy import load_policies
 from tests.cli import enrollbridge
 from tests.conftest import PG_DSN
 from tests.files import GOOD_ROWS, write_csv
-from tests.support import registration
+from tests.support import registration, roster
 from tests.test_policy import SPEC_EXAMPLE, write
 
 
@@ -255,6 +255,23 @@ def test_a_damaged_header_among_log_segments_is_named(tmp_path: Path) -> None:
     damaged.write_bytes(segment.read_bytes()[:20])
     run = enrollbridge("replay", segment, damaged, "--out", tmp_path / "alerts.jsonl")
     _one_line(run, f"{damaged}: not a readable Avro container")
+
+
+def test_a_replay_stopped_by_a_bad_record_leaves_no_half_output(tmp_path: Path) -> None:
+    events = tmp_path / "events.jsonl"
+    good = [to_json_line(roster(f"student {number}", "2023-09-05T08:00")) for number in range(3)]
+    events.write_bytes(b"\n".join([*good, b'{"type": "RosterChange"}']) + b"\n")
+    alerts, coverage = tmp_path / "alerts.jsonl", tmp_path / "coverage.jsonl"
+    alerts.write_text("an earlier replay's alerts\n")
+    run = enrollbridge("replay", events, "--until", "2023-10-01", "--out", alerts, "--coverage-out", coverage)
+    _one_line(run, f"{events}:4:")
+    assert alerts.read_text() == "an earlier replay's alerts\n"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["alerts.jsonl", "events.jsonl"]
+    # Without the bad record, the same replay writes both files whole.
+    events.write_bytes(b"\n".join(good) + b"\n")
+    run = enrollbridge("replay", events, "--until", "2023-10-01", "--out", alerts, "--coverage-out", coverage)
+    assert run.returncode == 0, run.stderr
+    assert alerts.read_text().count("UNENROLLED") == 3 and coverage.read_text().count("\n") >= 3
 
 
 def test_a_replay_output_that_is_the_policy_file_is_refused(tmp_path: Path) -> None:
