@@ -329,6 +329,7 @@ def _replayed_log(season: Season, log: list[LogEvent], folder: Path) -> tuple[li
     return alerts, coverage
 
 
+@pytest.mark.slow  # 24 replays of the season's log: every order of the four agencies
 def test_figures_do_not_depend_on_which_agency_delivered_first(season: Season, tmp_path: Path) -> None:
     policy = season.policies.get("450200", 2024)
     assert policy is not None
