@@ -318,12 +318,12 @@ def _avro_log(path: Path) -> bool:
     archive (it names its partition), or else a container holding clock ticks. The header is asked
     first: finding the first tick can mean decoding most of the file, a tenth of a replay's time."""
     try:
+        header = _segment_header(path)
+        if header is None:
+            return False
+        if PARTITION_METADATA in header:
+            return True
         with path.open("rb") as raw:
-            if raw.read(4) != AVRO_MAGIC:
-                return False
-            raw.seek(0)
-            if PARTITION_METADATA in container_metadata(raw):
-                return True
             return container_holds(raw, "ClockTick")
     except Exception:  # a damaged container (fastavro raises zlib.error, IndexError, ... too)
         return False  # MergedLog reads it again and names the problem

@@ -50,8 +50,9 @@ def measure(logs: list[Path], policy: Path) -> dict[str, float]:
     """The stages over the files of a log: one stream, or an archive's segments, grouped into
     partition streams as a replay groups them (each stream through its own engine)."""
     policies = load_policies(policy)
-    logs = [path for _, files in log_streams(logs) for path in files]  # streams in order, one after another
-    ends = {files[-1] for _, files in log_streams(logs)}  # where a stream ends and the next engine starts
+    grouped = [files for _, files in log_streams(logs)]
+    logs = [path for files in grouped for path in files]  # streams in order, one after another
+    ends = {files[-1] for files in grouped}  # where a stream ends and the next engine starts
 
     def fastavro_reads() -> int:
         count = 0
