@@ -627,11 +627,11 @@ class _Worker:
         result.persons = len(store)
 
     def log(
-        self, paths: Sequence[Path], policies: PolicyBook, until: int | None, jobs: int, result: ReplayResult
+        self, paths: Sequence[Path], policies: PolicyBook, until: int | None, by_partition: bool, result: ReplayResult
     ) -> None:
-        """``_replay_log`` for one share: every partition stream, with this share's persons -- or, for an
-        archive of at least ``jobs`` partitions, this share's partition streams, with all their persons."""
-        by_partition = _shares_by_partition(paths, jobs)
+        """``_replay_log`` for one share: every partition stream, with this share's persons -- or, when
+        ``by_partition`` (``_shares_by_partition``), this share's partition streams, with all their persons."""
+        jobs = self.jobs
         for stream, (_, files) in enumerate(log_streams(paths)):
             if by_partition and stream % jobs != self.index:
                 continue
@@ -678,24 +678,26 @@ def _share_main(
     until: int | None,
     index: int,
     jobs: int,
+    by_partition: bool,
     pack_alert: Callable[[AlertRecord], Any],
     pack_coverage: Callable[[CoverageRecord], Any] | None,
     queue: Any,
     counters: Any,
     stop: Any,
 ) -> None:
-    """A worker process: what ``replay`` does, for the persons (or partitions) of share ``index``."""
+    """A worker process: what ``replay`` does, for the persons (or, ``by_partition``, the partition
+    streams) of share ``index``."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's: it stops the workers
     worker = _Worker(queue, counters, stop, index, jobs, pack_alert, pack_coverage)
     try:
         if any(_avro_log(path) for path in paths):
             result = ReplayResult("log", files=[str(p) for p in paths])
-            worker.log(paths, policies, until, jobs, result)
+            worker.log(paths, policies, until, by_partition, result)
         else:
             merged = MergedLog(paths, False, (index, jobs))
             if merged.has_ticks:
                 result = ReplayResult("log", files=[str(p) for p in paths])
-                worker.log(paths, policies, until, jobs, result)
+                worker.log(paths, policies, until, by_partition, result)
             else:
                 result = ReplayResult("merged", files=[str(f) for f in merged.files])
                 worker.merged(merged, policies, until, result)
@@ -737,13 +739,15 @@ def _replay_shares(
         context.set_forkserver_preload([__name__])
     else:
         context = multiprocessing.get_context("spawn")
+    by_partition = _shares_by_partition(paths, jobs)  # decided once, for every worker and the result
     counters = context.RawArray("q", jobs)
     stop = context.RawValue("b", 0)
     queues = [context.Queue() for _ in range(jobs)]
+    common = (list(paths), policies, until)
     workers = [
         context.Process(
             target=_share_main,
-            args=(list(paths), policies, until, index, jobs, pack_alert, pack_coverage, queues[index], counters, stop),
+            args=(*common, index, jobs, by_partition, pack_alert, pack_coverage, queues[index], counters, stop),
             name=f"enrollbridge-replay-{index}",
             daemon=True,
         )
@@ -816,7 +820,7 @@ def _replay_shares(
         for channel in queues:
             channel.close()
             channel.cancel_join_thread()
-    return _combined([result for result in results if result is not None], _shares_by_partition(paths, jobs))
+    return _combined([result for result in results if result is not None], by_partition)
 
 
 _FAILED = 2
