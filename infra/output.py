@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from types import TracebackType
 
@@ -44,4 +45,7 @@ class OutputFiles:
         for writer in self._writers:
             writer.close()
         for partial in self.partials:
-            partial.unlink(missing_ok=True)
+            # Not only a missing file: a folder that is a file (NotADirectoryError) or unreadable
+            # must not turn the one-line error this cleans up after into a traceback.
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)

@@ -183,6 +183,17 @@ def test_a_replay_output_in_a_missing_folder_is_named(tmp_path: Path, option: st
     _one_line(run, "cannot write", str(tmp_path / "missing" / "out.jsonl"))
 
 
+@pytest.mark.parametrize("command", ["replay", "ingest"])
+def test_an_output_whose_folder_is_a_file_is_named(tmp_path: Path, secret_env: str, command: str) -> None:
+    # Opening it fails with NotADirectoryError, and so did cleaning up the partial files after it.
+    source = write_csv(tmp_path / "tax.csv", [GOOD_ROWS["tax"]])
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    inputs: list[str | Path] = ["replay", events] if command == "replay" else ["ingest", "tax", source]
+    run = enrollbridge(*inputs, "--out", source / "out.jsonl")
+    _one_line(run, "cannot write", str(source / "out.jsonl"))
+
+
 @pytest.mark.parametrize("option", ["--out", "--coverage-out"])
 def test_a_replay_output_that_is_an_input_is_refused_before_it_is_overwritten(tmp_path: Path, option: str) -> None:
     events = tmp_path / "events.jsonl"
