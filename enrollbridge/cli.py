@@ -87,6 +87,12 @@ def _distinct_outputs(inputs: tuple[Path, ...], outputs: dict[str, Path | None])
                 raise InputError(f"{option} {path} is also {other}: give each output its own file")
 
 
+def _cannot_write(error: OSError, out: Path) -> str:
+    """One line for an output folder or file that cannot be made (a read-only folder, a path through
+    a file, a full disk): the path that failed, else the folder asked for."""
+    return f"cannot write {error.filename or out}: {error.strerror or error}"
+
+
 def _encoding_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
     import codecs
 
@@ -589,7 +595,11 @@ def worklist(
     from streams.core.policy import load_policies
 
     schools = SchoolNames.from_event_files(event_files)
-    written = write_worklists(alerts, out, schools, load_policies(policy_file))
+    policies = load_policies(policy_file)
+    try:
+        written = write_worklists(alerts, out, schools, policies)
+    except OSError as error:
+        raise InputError(_cannot_write(error, out)) from None
     click.echo(
         f"{written.rows} open alerts in work lists for {written.counties} counties, {written.schools} schools "
         f"and {written.agencies} agencies: {out}"
@@ -648,10 +658,13 @@ def report(
         with SinkHistory(settings.pg_dsn.get_secret_value(), settings.pg_schema) as history:
             coverage, alerts = history.history(pool, year)
     result = build_report(policy, as_of_date, coverage, alerts)
-    out.mkdir(parents=True, exist_ok=True)
     stem = out / f"report-{pool}-{year}-{as_of}"
-    write_html(result, stem.with_suffix(".html"))
-    write_xlsx(result, stem.with_suffix(".xlsx"))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        write_html(result, stem.with_suffix(".html"))
+        write_xlsx(result, stem.with_suffix(".xlsx"))
+    except OSError as error:
+        raise InputError(_cannot_write(error, out)) from None
     rate = f"{result.total.rate:.2%}" if result.total.rate is not None else "—"
     click.echo(
         f"{policy.describe()} as of {as_of}: {result.total.covered} of {result.total.on_roster} covered ({rate})"
