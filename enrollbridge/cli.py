@@ -658,6 +658,7 @@ def report(
         with SinkHistory(settings.pg_dsn.get_secret_value(), settings.pg_schema) as history:
             coverage, alerts = history.history(pool, year)
     result = build_report(policy, as_of_date, coverage, alerts)
+    as_of = format_date(as_of_date)  # the name and the summary show the day, not what was typed ("20231031 ")
     stem = out / f"report-{pool}-{year}-{as_of}"
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -297,6 +297,22 @@ def test_report_pdf_without_chromium_says_so_in_one_line(season: Season, tmp_pat
     assert (tmp_path / "report-450200-2024-2023-11-30.xlsx").exists()
 
 
+@pytest.mark.parametrize("as_of", ["2023-10-31\n", " 2023-10-31", "20231031", "2023-W44-2"])
+def test_the_report_is_named_by_its_date_however_the_date_was_typed(tmp_path: Path, as_of: str) -> None:
+    # The name used to be made of the text given: a line break or a space in it, or another of the
+    # ISO 8601 forms of the same day, named files a person could not find (or type).
+    events = tmp_path / "events.jsonl"
+    events.write_text("")
+    out = tmp_path / "out"
+    run = enrollbridge("report", "--pool", "450200", "--year", 2024, "--as-of", as_of, events, "--out", out)
+    assert run.returncode == 0, run.stderr
+    assert sorted(p.name for p in out.iterdir()) == [
+        "report-450200-2024-2023-10-31.html",
+        "report-450200-2024-2023-10-31.xlsx",
+    ]
+    assert "as of 2023-10-31:" in run.stdout
+
+
 def _delivered(season: Season, order: tuple[str, ...]) -> list[LogEvent]:
     """The season as the worker would log it when the agencies deliver one after the other, each its own
     records in the order it recorded them, with the clock of their watermarks: no tick before every
