@@ -574,13 +574,19 @@ def worklist(
     from schemas.models import AlertRecord
 
     if alert_files:
+        from pydantic import ValidationError
+
         records = []
         for path in alert_files:
             for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+                if not line.strip():  # blank lines are no records, as in replay
+                    continue
                 try:
                     records.append(AlertRecord.model_validate_json(line))
-                except ValueError as error:
-                    raise InputError(f"{path}:{number}: not an alert record: {str(error).splitlines()[0]}") from None
+                except ValidationError as error:
+                    detail = error.errors(include_url=False, include_input=False)[0]
+                    field = ".".join(str(part) for part in detail["loc"]) or "record"
+                    raise InputError(f"{path}:{number}: not an alert record: field {field}: {detail['msg']}") from None
         alerts = [
             a for a in open_alerts(records) if (pool is None or a.pool == pool) and (year in (None, a.coverage_year))
         ]

@@ -197,6 +197,21 @@ def test_the_lists_can_come_from_the_sink_tables(season: tuple[Season, Path], tm
     assert from_db == expected
 
 
+def test_alert_files_with_blank_lines_are_read_and_a_bad_record_names_its_field(tmp_path: Path) -> None:
+    # Replay skips blank lines; the work lists refused them with "1 validation error for AlertRecord",
+    # which named neither the field nor what was wrong.
+    first, second = (_alert(n, school_code="4502220001", student_ref=f"XJ{n}") for n in (1, 2))
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_bytes(first.model_dump_json().encode() + b"\n\n  \n" + second.model_dump_json().encode() + b"\n\n")
+    run = enrollbridge("worklist", alerts, "--out", tmp_path / "lists")
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("2 open alerts")
+    alerts.write_bytes(first.model_dump_json().replace('"UNENROLLED"', '"NOT_A_KIND"').encode() + b"\n")
+    run = enrollbridge("worklist", alerts, "--out", tmp_path / "again")
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert run.stderr.count("\n") == 1 and f"{alerts}:1: not an alert record: field kind: " in run.stderr, run.stderr
+
+
 # -- hostile codes (issue 15, items 9 and 10) ----------------------------------------------------------------
 
 FORMULAS = ['=HYPERLINK("http://x","click")', "+cmd|' /C calc'!A0", "@SUM(1)", "-2+3", "\t=1+1", "\r=1+1"]
