@@ -300,7 +300,10 @@ def synth(
     secret = Secret.from_environment()
     config = season_config(load_policies(policy_file), pool, first, last, students, seed, out)
     config = replace(config, rates=rates, file_format=file_format, headers=headers)
-    manifest = SeasonGenerator(config, secret).generate()
+    try:
+        manifest = SeasonGenerator(config, secret).generate()
+    except OSError as error:
+        raise InputError(_cannot_write(error, out)) from None
     for counts in manifest["files"].values():
         bad, again = counts["rejected"], counts["redelivered"]
         click.echo(f"  {out / counts['path']}: {counts['rows']} rows ({bad} bad, {again} re-delivered)")
@@ -456,7 +459,12 @@ def demo(
         from streams.core.policy import load_policies
 
         secret = Secret.from_environment()
-        click.echo(offline_season(out, students, seed, secret, load_policies(), coverage_year).render())
+        policies = load_policies()
+        try:
+            summary = offline_season(out, students, seed, secret, policies, coverage_year)
+        except OSError as error:
+            raise InputError(_cannot_write(error, out)) from None
+        click.echo(summary.render())
         return
     from enrollbridge.live_demo import run_live_demo
 

@@ -350,8 +350,8 @@ def test_a_report_as_of_the_last_day_a_date_can_hold_is_refused(tmp_path: Path) 
     assert list(tmp_path.iterdir()) == [events]
 
 
-@pytest.mark.parametrize("command", ["worklist", "report"])
-def test_an_output_folder_that_cannot_be_made_is_named(tmp_path: Path, command: str) -> None:
+@pytest.mark.parametrize("command", ["worklist", "report", "synth", "demo"])
+def test_an_output_folder_that_cannot_be_made_is_named(tmp_path: Path, secret_env: str, command: str) -> None:
     # A folder inside a file stands for any folder that cannot be written (read-only, another
     # user's), also when the tests run as root.
     inputs = tmp_path / "inputs.jsonl"
@@ -359,6 +359,10 @@ def test_an_output_folder_that_cannot_be_made_is_named(tmp_path: Path, command: 
     out = tmp_path / "inputs.jsonl" / "lists"
     if command == "worklist":
         run = enrollbridge("worklist", inputs, "--out", out)
+    elif command == "synth":
+        run = enrollbridge("synth", "--pool", "450200", "--year", "2024", "--students", "10", "--out", out)
+    elif command == "demo":
+        run = enrollbridge("demo", "--offline", "--students", "10", "--out", out)
     else:
         run = enrollbridge(
             "report", "--pool", "450200", "--year", "2024", "--as-of", "2023-10-31", inputs, "--out", out
