@@ -47,8 +47,10 @@ _YEAR = re.compile(r"[0-9]{4}")
 _MAX_FEN = 2**63 - 1
 # Control characters that only space text out (Excel's Alt+Enter line break, tabs): a space.
 _SPACING = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85]")
-# Every other control character, and lone surrogates (not text at all), make a cell unusable.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+# Every other control character, the bidirectional embeddings, overrides and isolates (U+202A-202E,
+# U+2066-2069: they reorder what follows them when a person reads the cell, so a school's code shown
+# beside its name reads backwards) and lone surrogates (not text at all) make a cell unusable.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
 
 def cell_text(value: Any) -> str | None:

@@ -182,8 +182,8 @@ class HttpSource:
         # record holds, the batch is answered record by record, never half-published and then failed.
         for index, obj in enumerate(records):
             if isinstance(obj, dict):
-                values, labels, _ = map_record(obj, header_names)
-                outcome = convert_row(model, Row(index + 1, values, labels=labels), self.secret)
+                values, labels, _, problem = map_record(obj, header_names)
+                outcome = convert_row(model, Row(index + 1, values, problem, labels), self.secret)
             else:
                 values = {}
                 outcome = [FieldError(code="BAD_JSON", message=f"record {index} is not a JSON object")]

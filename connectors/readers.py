@@ -130,23 +130,27 @@ def _decoded_lines(
 
 
 def _map_header(
-    path: Path, header: list[str], header_names: dict[str, str], required: list[str]
+    path: Path, header: list[str], header_names: dict[str, str], required: list[str], header_line: int = 1
 ) -> tuple[list[str | None], list[str], dict[str, str]]:
-    """Each header cell's canonical column (None when unknown or repeated), the unknown headers, and
-    the file's own header of each canonical column where it differs."""
+    """Each header cell's canonical column (None when unknown), the unknown headers, and the file's own
+    header of each canonical column where it differs. A column given twice (``amount`` and 缴费金额, or
+    the same header again) is refused: which of its cells holds a record's value is not clear."""
     canonical: list[str | None] = []
     ignored: list[str] = []
     labels: dict[str, str] = {}
-    seen: set[str] = set()
+    seen: dict[str, str] = {}
     for cell in header:
         text = (cell_text(cell) or "").lstrip("\ufeff")
         name = header_names.get(text) or header_names.get(text.lower())
-        if name is None or name in seen:
+        if name is None:
             if text:
                 ignored.append(text)
             canonical.append(None)
             continue
-        seen.add(name)
+        if name in seen:
+            given = f"{seen[name]!r} and {text!r}" if seen[name] != text else f"{text!r} twice"
+            raise InputError(f"{path}:{header_line}: the header names the column {name} {given}: keep one of them")
+        seen[name] = text
         canonical.append(name)
         if text != name:
             labels[name] = text
@@ -326,10 +330,10 @@ def _open_jsonl(path: Path, raw: IO[bytes], encoding: str, header_names: dict[st
                 if not isinstance(obj, dict):
                     yield Row(line, {}, ("BAD_JSON", f"expected a JSON object, got {type(obj).__name__}"))
                     continue
-                values, labels, unknown = map_record(obj, header_names)
+                values, labels, unknown, problem = map_record(obj, header_names)
                 for key in unknown:
                     row_file.ignore(key)
-                yield Row(line, values, None, labels)
+                yield Row(line, values, problem, labels)
 
     row_file.rows = rows()
     return row_file
@@ -337,22 +341,27 @@ def _open_jsonl(path: Path, raw: IO[bytes], encoding: str, header_names: dict[st
 
 def map_record(
     obj: Mapping[str, object], header_names: Mapping[str, str]
-) -> tuple[dict[str, object], dict[str, str], list[str]]:
+) -> tuple[dict[str, object], dict[str, str], list[str], tuple[str, str] | None]:
     """A JSON record's values under canonical names, the keys it used where they differ from those
-    names, and the keys that name no known column."""
+    names, the keys that name no known column, and the record's problem (``Row.problem``) when it
+    gives a column twice (``amount`` and 缴费金额): which value it means is not clear."""
     values: dict[str, object] = {}
     labels: dict[str, str] = {}
     unknown: list[str] = []
+    problem: tuple[str, str] | None = None
     for key, value in obj.items():
         text = cell_text(key) or ""
         name = header_names.get(text)
         if name is None:
             unknown.append(str(key))
-        else:
-            values[name] = _json_scalar(value)
-            if text != name:
-                labels[name] = text
-    return values, labels, unknown
+            continue
+        if name in values and problem is None:
+            first = printable(labels.get(name, name), FIELD_MAX)
+            problem = ("BAD_ROW", f"the column {name} is given twice ({first!r} and {printable(text, FIELD_MAX)!r})")
+        values[name] = _json_scalar(value)
+        if text != name:
+            labels[name] = text
+    return values, labels, unknown, problem
 
 
 def _json_scalar(value: object) -> object:
@@ -381,7 +390,11 @@ def _open_xlsx(path: Path, header_names: dict[str, str], required: list[str], si
     if not header:
         workbook.close()
         raise InputError(f"{path}: empty sheet {sheet.title!r}, expected a header row")
-    columns, ignored, labels = _map_header(path, header, header_names, required)
+    try:
+        columns, ignored, labels = _map_header(path, header, header_names, required, header_row)
+    except InputError:
+        workbook.close()
+        raise
     total_rows = max(sheet.max_row or 1, 1)
     done = [header_row]
     row_file = RowFile(path, "xlsx", iter(()), total_rows, lambda: done[0])

@@ -218,6 +218,31 @@ def test_a_file_that_cannot_be_used_is_one_clear_error(tmp_path: Path, content: 
         ingest("tax", path)
 
 
+@pytest.mark.parametrize(
+    ("header", "given"), [("amount,缴费金额", "'amount' and '缴费金额'"), ("缴费金额,缴费金额", "'缴费金额' twice")]
+)
+def test_a_header_that_names_a_column_twice_is_refused(tmp_path: Path, header: str, given: str) -> None:
+    # Two amounts (an agency's export with a corrected column added): which one a record means is not clear.
+    columns = "id_number,coverage_year,occurred_at,region,action,payment_ref"
+    path = tmp_path / "tax.csv"
+    path.write_text(f"{columns},{header}\n", encoding="utf-8")
+    with pytest.raises(InputError, match=rf"tax\.csv:1: the header names the column amount {given}: keep one of them$"):
+        ingest("tax", path)
+    # A spreadsheet's header is where its first row with cells is.
+    rows = [{**GOOD_ROWS["tax"], "缴费金额": "1.00"}]
+    sheet = write_xlsx(tmp_path / "tax.xlsx", rows, header=[*GOOD_ROWS["tax"], "缴费金额"])
+    with pytest.raises(InputError, match=r"tax\.xlsx:1: the header names the column amount 'amount' and '缴费金额'"):
+        ingest("tax", sheet)
+
+
+def test_a_json_record_that_gives_a_column_twice_is_a_dead_letter(tmp_path: Path) -> None:
+    twice = {**GOOD_ROWS["tax"], "缴费金额": "1.00"}
+    summary, got = ingest("tax", write_jsonl(tmp_path / "t.jsonl", [twice, GOOD_ROWS["tax"]]))
+    assert (summary.read, summary.accepted, len(got.dead)) == (2, 1, 1)
+    assert (got.dead[0].error_code, got.dead[0].line) == ("BAD_ROW", 1)
+    assert got.dead[0].message.endswith("the column amount is given twice ('amount' and '缴费金额')")
+
+
 def test_no_record_is_processed_when_any_file_cannot_be_used(tmp_path: Path) -> None:
     good = write_csv(tmp_path / "good.csv", [GOOD_ROWS["tax"]])
     with pytest.raises(InputError, match=r"missing\.csv"):
@@ -414,7 +439,8 @@ def test_line_breaks_and_tabs_in_a_cell_are_spaces(tmp_path: Path) -> None:
     assert (got.events[0].school_name, got.events[0].student_ref) == ("城中区 第1小学", "XJ 01")  # type: ignore[union-attr]
 
 
-@pytest.mark.parametrize("character", ["\x00", "\x07", "\x1b", "\x7f", "\x9b"])
+# Bidirectional overrides and isolates too: in a work list they turn the school code beside a name around.
+@pytest.mark.parametrize("character", ["\x00", "\x07", "\x1b", "\x7f", "\x9b", "\u202e", "\u2066"])
 def test_other_control_characters_make_a_dead_letter_that_shows_them(tmp_path: Path, character: str) -> None:
     _, got = one_row(tmp_path, "education", school_name=f"城中区{character}第1小学")
     [dead] = got.dead
