@@ -196,6 +196,16 @@ def test_identity_numbers_inside_references_are_masked(tmp_path: Path) -> None:
     assert got.events[0].student_ref == "G450202********" + GOOD_ROWS["education"]["id_number"][-4:]  # type: ignore[union-attr]
 
 
+def test_identity_numbers_with_digits_run_into_them_are_masked_in_events_and_dead_letters(tmp_path: Path) -> None:
+    number = GOOD_ROWS["education"]["id_number"]
+    _, got = one_row(tmp_path, "education", student_ref=number + "01")
+    assert got.events[0].student_ref == "450202********" + number[-4:] + "01"  # type: ignore[union-attr]
+    _, got = one_row(tmp_path, "education", school_region=number + "9")
+    [dead] = got.dead
+    assert dead.field == "school_region" and number not in dead.model_dump_json()
+    assert dead.record["school_region"] == "450202********" + number[-4:] + "9"
+
+
 @pytest.mark.parametrize(
     ("content", "message"),
     [

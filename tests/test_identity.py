@@ -99,6 +99,19 @@ def test_redact_masks_identity_numbers_inside_references_only_when_valid() -> No
     assert redact("no 110105194912310021 here", only_valid=False) == "no 110105********0021 here"
 
 
+def test_identity_numbers_inside_longer_runs_of_digits_are_masked() -> None:
+    # A reference made of a number and a serial, or digits run into it: the number is never shown whole.
+    assert redact(STANDARD_EXAMPLE + "01") == "110105********002X01"
+    assert redact("7" + STANDARD_EXAMPLE) == "7110105********002X"
+    assert redact("ref 20231106810000201001010019") == "ref 20231106810000********0019"
+    assert redact(STANDARD_EXAMPLE + "01", only_valid=False) == "110105********002X01"
+    # Digits that only have the shape stay: a wrong check character, or a year outside 1900-2099
+    # (110105250012310028 is valid but for its year 2500; its check character worked out by hand).
+    assert redact("11010519491231002101") == "11010519491231002101"
+    assert redact("11010525001231002801") == "11010525001231002801"
+    assert redact("110105250012310028") == "110105********0028"  # alone, it is a number's shape and check
+
+
 # Check characters of these worked out by hand with the recursive form of ISO 7064 MOD 11-2
 # (p = (p + digit) * 2 mod 11 over the 17 digits; check value (12 - p) mod 11, 10 written X), not
 # with the weighted sum the code uses.
