@@ -171,11 +171,16 @@ def write_segment(
     path.parent.mkdir(parents=True, exist_ok=True)
     metadata = {TOPIC_METADATA: topic, PARTITION_METADATA: str(partition), FIRST_OFFSET_METADATA: str(first_offset)}
     partial = path.with_suffix(".partial")
-    with partial.open("wb") as out:
-        if stream == "events":
-            write_event_container(out, [r for r in records if isinstance(r, Event)], metadata, log_schema)
-        else:
-            write_record_container(out, "AlertRecord", [r for r in records if isinstance(r, AlertRecord)], metadata)
+    try:
+        with partial.open("wb") as out:
+            if stream == "events":
+                write_event_container(out, [r for r in records if isinstance(r, Event)], metadata, log_schema)
+            else:
+                alerts = [r for r in records if isinstance(r, AlertRecord)]
+                write_record_container(out, "AlertRecord", alerts, metadata)
+    except BaseException:  # a full disk, Ctrl-C: no half-written segment is left, under any name
+        partial.unlink(missing_ok=True)
+        raise
     partial.replace(path)  # a crash never leaves a half-written segment under its final name
     return append_entry(
         archive, path, stream, len(records), topic=topic, partition=partition,

@@ -279,3 +279,17 @@ def test_a_record_removed_inside_a_segment_with_a_rewritten_chain_is_reported(ar
         f"its entry says {len(events) + 1}"
     )
     assert any(t.startswith(expected) for t in verdict.tampered), verdict.tampered
+
+
+@pytest.mark.filterwarnings("ignore:Pydantic serializer warnings")  # the bad value, on its way to Avro
+def test_a_segment_that_fails_to_be_written_leaves_no_file_and_no_entry(archive: Path) -> None:
+    entries = _entries(archive)
+    [last_alerts] = [e for e in entries if e["stream"] == "alerts" and e["partition"] == 0]
+    with (archive / str(last_alerts["file"])).open("rb") as source:
+        record = next(iter(read_record_container(source, AlertRecord)))
+    unwritable = record.model_copy(update={"coverage_year": "not a year"})  # no validation: Avro refuses it
+    before = sorted((archive / "alerts").rglob("*"))
+    with pytest.raises(Exception):  # noqa: B017 -- whatever the writer raises, it must clean up
+        write_segment(archive, "alerts", "offline.alerts.v1", 0, int(last_alerts["last_offset"]) + 1, [unwritable])  # type: ignore[call-overload]
+    assert sorted((archive / "alerts").rglob("*")) == before, "no segment and no .partial file left behind"
+    assert _entries(archive) == entries
