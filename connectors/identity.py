@@ -156,10 +156,10 @@ def redact(text: str, *, only_valid: bool = True) -> str:
         text = _ID_LIKE.sub(_mask_if_identity, text)
     else:
         text = _ID_LIKE.sub(lambda match: mask(match.group(0)), text)
-    return _mask_inside_longer_runs(text) if _LONGER_RUN.search(text) else text
+    return _mask_inside_longer_runs(text, only_valid) if _LONGER_RUN.search(text) else text
 
 
-def _mask_inside_longer_runs(text: str) -> str:
+def _mask_inside_longer_runs(text: str, only_valid: bool) -> str:
     hidden: set[int] = set()
     for window in _WINDOWS_18.finditer(text):
         start = window.start()
@@ -168,8 +168,11 @@ def _mask_inside_longer_runs(text: str) -> str:
             continue  # the year is most of what tells a number from digits that happen to fit
         try:
             normalise(candidate)
-        except IdentityNumberError:
-            continue
+        except IdentityNumberError as error:
+            # In a bad record a number with a wrong check character is still somebody's number, as
+            # it is when it stands alone (``only_valid=False``): its area and birth date are enough.
+            if only_valid or error.code != "BAD_CHECK_CHARACTER":
+                continue
         hidden.update(range(start + 6, start + 14))  # as ``mask`` does: the first 6 and last 4 stay
     if not hidden:
         return text

@@ -110,6 +110,9 @@ def test_identity_numbers_inside_longer_runs_of_digits_are_masked() -> None:
     assert redact("11010519491231002101") == "11010519491231002101"
     assert redact("11010525001231002801") == "11010525001231002801"
     assert redact("110105250012310028") == "110105********0028"  # alone, it is a number's shape and check
+    # In a bad record a wrong check character does not show the number, as it does not when it stands alone.
+    assert redact("11010519491231002101", only_valid=False) == "110105********002101"
+    assert redact("G11010519491231002101", only_valid=False) == "G110105********002101"
 
 
 # Check characters of these worked out by hand with the recursive form of ISO 7064 MOD 11-2
