@@ -31,7 +31,8 @@ _SHAPE_18 = re.compile(r"[0-9]{17}[0-9X]")
 _SHAPE_15 = re.compile(r"[0-9]{15}")
 _PERMIT_AREAS = frozenset({"810000", "820000", "830000"})  # Hong Kong, Macao, Taiwan residents' permits
 _PERMANENT_RESIDENCE = "9"  # first character of the 2023 foreigners' permanent-residence ID card
-_ID_LIKE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9])")
+# Not followed by X either: in 7 + a number ending in X, the 18 digits from the 7 are not the number.
+_ID_LIKE = re.compile(r"(?<![0-9])(?:[0-9]{17}[0-9Xx]|[0-9]{15})(?![0-9Xx])")
 # A run longer than one number (a reference made of a number and a serial, two cells run together):
 # 18 characters of number shape with a digit before or after them.
 _LONGER_RUN = re.compile(r"[0-9]{18}[0-9Xx]|[0-9]{17}[Xx][0-9]")

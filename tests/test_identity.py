@@ -105,6 +105,7 @@ def test_identity_numbers_inside_longer_runs_of_digits_are_masked() -> None:
     assert redact("7" + STANDARD_EXAMPLE) == "7110105********002X"
     assert redact("ref 20231106810000201001010019") == "ref 20231106810000********0019"
     assert redact(STANDARD_EXAMPLE + "01", only_valid=False) == "110105********002X01"
+    assert redact("7" + STANDARD_EXAMPLE, only_valid=False) == "7110105********002X"  # the number's window
     # Digits that only have the shape stay: a wrong check character, or a year outside 1900-2099
     # (110105250012310028 is valid but for its year 2500; its check character worked out by hand).
     assert redact("11010519491231002101") == "11010519491231002101"
