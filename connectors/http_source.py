@@ -27,7 +27,7 @@ from aiokafka.errors import KafkaError
 from connectors.deadletter import record_dead_letter
 from connectors.identity import Secret
 from connectors.ingest import convert_row, record_type
-from connectors.readers import Row, map_record
+from connectors.readers import Row, map_record, repeated_key, repeated_keys
 from infra.errors import InputError
 from infra.http import MIN_TOKEN_LENGTH, bearer_token
 from infra.kafka import aiokafka_options, start_client
@@ -159,6 +159,8 @@ class HttpSource:
             body = orjson.loads(data)
         except orjson.JSONDecodeError as error:
             raise web.HTTPBadRequest(text=f"body is not JSON: {error.msg}\n") from None
+        # Read again where a record gives a key twice (orjson keeps the last silently): it is refused.
+        body = repeated_keys(data, body)
         records = body.get("records") if isinstance(body, dict) else body
         if not isinstance(records, list):
             raise web.HTTPBadRequest(text='expected a JSON array of records or {"records": [...]}\n')
@@ -182,7 +184,7 @@ class HttpSource:
         # record holds, the batch is answered record by record, never half-published and then failed.
         for index, obj in enumerate(records):
             if isinstance(obj, dict):
-                values, labels, _, problem = map_record(obj, header_names)
+                values, labels, _, problem = map_record(obj, header_names, repeated_key(obj))
                 outcome = convert_row(model, Row(index + 1, values, problem, labels), self.secret)
             else:
                 values = {}

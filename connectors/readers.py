@@ -9,12 +9,14 @@ all, or lacks a required column, raises ``InputError`` before any row is produce
 from __future__ import annotations
 
 import csv
+import json
+import re
 import unicodedata
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import IO, NamedTuple
+from typing import IO, Any, NamedTuple
 
 import orjson
 
@@ -330,7 +332,7 @@ def _open_jsonl(path: Path, raw: IO[bytes], encoding: str, header_names: dict[st
                 if not isinstance(obj, dict):
                     yield Row(line, {}, ("BAD_JSON", f"expected a JSON object, got {type(obj).__name__}"))
                     continue
-                values, labels, unknown, problem = map_record(obj, header_names)
+                values, labels, unknown, problem = map_record(obj, header_names, repeated_key(repeated_keys(text, obj)))
                 for key in unknown:
                     row_file.ignore(key)
                 yield Row(line, values, problem, labels)
@@ -340,15 +342,19 @@ def _open_jsonl(path: Path, raw: IO[bytes], encoding: str, header_names: dict[st
 
 
 def map_record(
-    obj: Mapping[str, object], header_names: Mapping[str, str]
+    obj: Mapping[str, object], header_names: Mapping[str, str], repeated: str | None = None
 ) -> tuple[dict[str, object], dict[str, str], list[str], tuple[str, str] | None]:
     """A JSON record's values under canonical names, the keys it used where they differ from those
     names, the keys that name no known column, and the record's problem (``Row.problem``) when it
-    gives a column twice (``amount`` and 缴费金额): which value it means is not clear."""
+    gives a column twice (``amount`` and 缴费金额, or a key ``repeated`` in its text, which the parsed
+    object no longer shows): which value it means is not clear."""
     values: dict[str, object] = {}
     labels: dict[str, str] = {}
     unknown: list[str] = []
     problem: tuple[str, str] | None = None
+    twice = header_names.get(cell_text(repeated) or "") if repeated is not None else None
+    if twice is not None:
+        problem = ("BAD_ROW", f"the column {twice} is given twice ({printable(str(repeated), FIELD_MAX)!r} twice)")
     for key, value in obj.items():
         text = cell_text(key) or ""
         name = header_names.get(text)
@@ -362,6 +368,54 @@ def map_record(
         if text != name:
             labels[name] = text
     return values, labels, unknown, problem
+
+
+# What ends a key in JSON text: a repeated key is counted twice here, once in the parsed object.
+_KEY_ENDS = re.compile(r'"\s*:')
+
+
+class _Keys(dict[str, Any]):
+    """A JSON object parsed again to find its first repeated key."""
+
+    repeated: str | None = None
+
+
+def _remember_repeats(pairs: list[tuple[str, Any]]) -> _Keys:
+    keys = _Keys()
+    for key, value in pairs:
+        if key in keys and keys.repeated is None:
+            keys.repeated = key
+        keys[key] = value
+    return keys
+
+
+def repeated_keys(text: str | bytes, parsed: object) -> object:
+    """``parsed`` (orjson's reading of ``text``, which keeps the last of two equal keys silently) read
+    again with every object's first repeated key in ``repeated_key``'s reach -- or ``parsed`` itself
+    when the text cannot repeat one: it has no more key ends than ``parsed`` has keys, which is every
+    ordinary record, so the second reading is paid only for a repeat, a nested object or a quote
+    escaped before a colon."""
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    if len(_KEY_ENDS.findall(text)) <= _key_count(parsed):
+        return parsed
+    try:
+        return json.loads(text, object_pairs_hook=_remember_repeats)
+    except ValueError:  # orjson read it: nothing more to find than what it found
+        return parsed
+
+
+def repeated_key(obj: object) -> str | None:
+    """The first key given twice in a JSON object read by ``repeated_keys``, else None."""
+    return obj.repeated if isinstance(obj, _Keys) else None
+
+
+def _key_count(value: object) -> int:
+    if isinstance(value, dict):
+        return len(value) + sum(_key_count(item) for item in value.values())
+    if isinstance(value, list):
+        return sum(_key_count(item) for item in value)
+    return 0
 
 
 def _json_scalar(value: object) -> object:

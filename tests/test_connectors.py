@@ -10,6 +10,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -251,6 +252,17 @@ def test_a_json_record_that_gives_a_column_twice_is_a_dead_letter(tmp_path: Path
     assert (summary.read, summary.accepted, len(got.dead)) == (2, 1, 1)
     assert (got.dead[0].error_code, got.dead[0].line) == ("BAD_ROW", 1)
     assert got.dead[0].message.endswith("the column amount is given twice ('amount' and '缴费金额')")
+
+
+def test_a_json_line_that_repeats_a_key_is_a_dead_letter(tmp_path: Path) -> None:
+    # orjson keeps the last of two equal keys, silently: the line is read again to find the repeat.
+    good = orjson.dumps(GOOD_ROWS["tax"])
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(good[:-1] + b', "amount":\t"999.00"}\n' + good + b"\n")
+    summary, got = ingest("tax", path)
+    assert (summary.read, summary.accepted) == (2, 1)
+    assert [(d.error_code, d.line) for d in got.dead] == [("BAD_ROW", 1)]
+    assert got.dead[0].message.endswith("the column amount is given twice ('amount' twice)")
 
 
 def test_no_record_is_processed_when_any_file_cannot_be_used(tmp_path: Path) -> None:

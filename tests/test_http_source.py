@@ -119,6 +119,21 @@ def test_bad_records_get_their_own_error_and_a_dead_letter(server: Server) -> No
     assert all(GOOD_ROWS["tax"]["id_number"] not in letter.model_dump_json() for letter in letters)
 
 
+def test_a_record_that_gives_a_column_twice_is_refused(server: Server) -> None:
+    good = orjson.dumps(GOOD_ROWS["tax"])
+    same_key_twice = good[:-1] + b', "amount" : "999.00"}'  # JSON keeps the last: which amount was meant?
+    two_names = orjson.dumps({**GOOD_ROWS["tax"], "缴费金额": "999.00"})
+    nested = orjson.dumps({**GOOD_ROWS["tax"], "channel": {"a": 1, "b": {"c": 2}}})  # more key ends, no repeat
+    status, body = server.post("tax", b"[" + b",".join([good, same_key_twice, two_names, nested]) + b"]", TAX_TOKEN)
+    assert status == 200
+    assert [(r["status"], r.get("error_code")) for r in body["results"][:3]] == [
+        ("accepted", None), ("rejected", "BAD_ROW"), ("rejected", "BAD_ROW"),
+    ]  # fmt: skip
+    assert body["results"][1]["message"].endswith("the column amount is given twice ('amount' twice)")
+    assert body["results"][2]["message"].endswith("the column amount is given twice ('amount' and '缴费金额')")
+    assert body["results"][3]["status"] == "accepted"  # a nested object's keys are no repeat
+
+
 @pytest.mark.parametrize(
     ("token", "status"),
     [(None, 401), ("wrong-token-0123456789abcdef", 401), (ROSTER_TOKEN, 403)],
