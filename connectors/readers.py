@@ -96,10 +96,14 @@ def open_rows(path: Path, header_names: dict[str, str], required: list[str], enc
         raw = path.open("rb")
     except OSError as error:
         raise InputError(f"{path}: cannot read: {error.strerror or error}") from None
-    text_encoding = encoding or _sniff_encoding(path, raw)
-    if file_format == "csv":
-        return _open_csv(path, raw, text_encoding, header_names, required, size)
-    return _open_jsonl(path, raw, text_encoding, header_names, size)
+    try:
+        text_encoding = encoding or _sniff_encoding(path, raw)
+        if file_format == "csv":
+            return _open_csv(path, raw, text_encoding, header_names, required, size)
+        return _open_jsonl(path, raw, text_encoding, header_names, size)
+    except BaseException:  # a header refused, an encoding not known: the file is let go at once
+        raw.close()
+        raise
 
 
 def _sniff_encoding(path: Path, raw: IO[bytes]) -> str:

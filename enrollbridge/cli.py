@@ -468,6 +468,10 @@ def demo(
         return
     from enrollbridge.live_demo import run_live_demo
 
+    try:
+        out.mkdir(parents=True, exist_ok=True)  # here, so that a folder that cannot be made is one line
+    except OSError as error:
+        raise InputError(_cannot_write(error, out)) from None
     # Keep the page up for a person at a terminal; a script (no terminal on stdin) gets its exit.
     run_live_demo(students, seed, out, web_port, stay=not leave and sys.stdin.isatty(), year=coverage_year)
 
@@ -584,6 +588,9 @@ def worklist(
     if alert_files:
         from pydantic import ValidationError
 
+        from connectors.fields import printable
+        from connectors.identity import redact
+
         records = []
         for path in alert_files:
             for number, line in enumerate(path.read_bytes().splitlines(), start=1):
@@ -594,7 +601,9 @@ def worklist(
                 except ValidationError as error:
                     detail = error.errors(include_url=False, include_input=False)[0]
                     field = ".".join(str(part) for part in detail["loc"]) or "record"
-                    raise InputError(f"{path}:{number}: not an alert record: field {field}: {detail['msg']}") from None
+                    # A validator's message can quote the value: an identity number typed in is masked.
+                    why = printable(redact(detail["msg"], only_valid=False), 200)
+                    raise InputError(f"{path}:{number}: not an alert record: field {field}: {why}") from None
         alerts = [
             a for a in open_alerts(records) if (pool is None or a.pool == pool) and (year in (None, a.coverage_year))
         ]

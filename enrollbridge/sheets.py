@@ -6,6 +6,7 @@ CSV and XLSX the project writes needs against what agencies typed:
   ``@``, a tab or a carriage return (or their full-width forms) would be a formula in Excel. In CSV
   it gets a leading ``'``; in XLSX it is written as a text cell with Excel's quote-prefix flag, so it
   stays text even when someone edits it, and its value is unchanged.
+- **Reordered text**: bidirectional controls become U+FFFD, so a cell reads in the order it holds.
 - **File names from data** (school and county codes): only letters, digits, ``-`` and ``_``
   survive, long names are cut, and any name that had to change gets a digest of the original, so
   two codes never share a file and no name can leave the output folder.
@@ -43,6 +44,7 @@ MAX_WIDTH = 60
 _SAFE_NAME = re.compile(r"[^0-9A-Za-z_-]+")
 MAX_NAME = 64
 _SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
+_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True)
@@ -58,13 +60,23 @@ def is_formula_like(text: str) -> bool:
 
 
 def inert(text: str) -> str:
-    """A text cell for CSV: prefixed with ``'`` when Excel would take it for a formula."""
+    """A text cell for CSV: prefixed with ``'`` when Excel would take it for a formula; bidirectional
+    controls shown as U+FFFD (``upright``)."""
+    text = upright(text)
     return "'" + text if is_formula_like(text) else text
 
 
+def upright(text: str) -> str:
+    """Bidirectional embeddings, overrides and isolates (U+202A-202E, U+2066-2069) as U+FFFD: they
+    would reorder what a person reads after them (a code beside a name, read backwards). The
+    connectors refuse them; alert and event files made elsewhere, or before, can still hold them."""
+    return _BIDI_CONTROLS.sub("\ufffd", text) if not text.isprintable() else text
+
+
 def excel_text(text: str) -> str:
-    """Characters XLSX cannot hold (control characters) become U+FFFD instead of failing the file."""
-    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", text)
+    """Characters XLSX cannot hold (control characters) become U+FFFD instead of failing the file, and
+    so do bidirectional controls (``upright``)."""
+    return ILLEGAL_CHARACTERS_RE.sub("\ufffd", upright(text))
 
 
 def cst_datetime(epoch_ms: int) -> datetime:

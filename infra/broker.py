@@ -69,15 +69,37 @@ class EmbeddedBroker:
 
     def __init__(self, port: int | None = None, log_file: Path | None = None, authentication: bool = False) -> None:
         self.port = port or free_port()
+        self._port_chosen = port is None  # then another may be tried, should this one be taken meanwhile
         self.authentication = authentication  # require SASL from clients (Tansu's --authentication)
-        self.log_file = log_file or Path(tempfile.gettempdir()) / f"enrollbridge-tansu-{self.port}.log"
+        self._log_given = log_file is not None
+        self.log_file = log_file or self._default_log()
         self._process: subprocess.Popen[bytes] | None = None
+
+    def _default_log(self) -> Path:
+        return Path(tempfile.gettempdir()) / f"enrollbridge-tansu-{self.port}.log"
 
     @property
     def bootstrap_servers(self) -> str:
         return f"127.0.0.1:{self.port}"
 
     def start(self) -> str:
+        """Start the broker. A free port found by ``free_port`` can be taken by another process before
+        the broker binds it (two test processes, two demos): the broker then exits at once, while the
+        port answers for the other process. So it must still run a moment later; if not, and the port
+        was ours to choose, another is tried."""
+        for _attempt in range(3):
+            self._start_on_port()
+            time.sleep(0.2)
+            if not self.exited() or not self._port_chosen:
+                break
+            self.port = free_port()
+            if not self._log_given:
+                self.log_file = self._default_log()
+        if self.exited():
+            raise InputError(f"the embedded broker did not start; see {self.log_file}")
+        return self.bootstrap_servers
+
+    def _start_on_port(self) -> None:
         url = f"tcp://127.0.0.1:{self.port}"
         with self.log_file.open("wb") as log:
             self._process = subprocess.Popen(
@@ -90,7 +112,6 @@ class EmbeddedBroker:
         except OSError:
             self.stop()
             raise InputError(f"the embedded broker did not start; see {self.log_file}") from None
-        return self.bootstrap_servers
 
     def exited(self) -> bool:
         """Whether the broker process was started and is gone (killed, crashed, stopped)."""

@@ -20,6 +20,7 @@ from schemas.times import (
     format_instant,
     parse_date,
     parse_instant,
+    showable_days,
     showable_instant,
 )
 
@@ -37,6 +38,8 @@ def _instant(value: Any) -> Any:
 def _date(value: Any) -> Any:
     if isinstance(value, str):
         return parse_date(value)
+    if isinstance(value, int) and not isinstance(value, bool):  # an Avro date, or days in JSON
+        return showable_days(value)
     return date_to_days(value) if isinstance(value, date) else value
 
 

@@ -21,6 +21,7 @@ _MICROSECOND = timedelta(microseconds=1)
 # The instants format_instant can show: 0001-01-01T00:00:00.000+08:00 to 9999-12-31T23:59:59.999+08:00.
 _FIRST_INSTANT = (date.min.toordinal() - _EPOCH_ORDINAL) * MS_PER_DAY - _CST_OFFSET_MS
 _LAST_INSTANT = (date.max.toordinal() + 1 - _EPOCH_ORDINAL) * MS_PER_DAY - _CST_OFFSET_MS - 1
+_FIRST_DAY, _LAST_DAY = date.min.toordinal() - _EPOCH_ORDINAL, date.max.toordinal() - _EPOCH_ORDINAL
 
 
 def parse_instant(text: str) -> int:
@@ -71,6 +72,14 @@ def _day_text(days: int) -> str:
 def parse_date(text: str) -> int:
     """``YYYY-MM-DD`` to days since 1970-01-01."""
     return date_to_days(date.fromisoformat(text.strip()))
+
+
+def showable_days(days: int, given: object = None) -> int:
+    """``days`` (since 1970-01-01) when they name a date in years 1-9999 (what ``format_date`` can
+    show), else a ValueError naming ``given`` (the value as it came, by default ``days``)."""
+    if not _FIRST_DAY <= days <= _LAST_DAY:
+        raise ValueError(f"{days if given is None else given!r} days from 1970-01-01 is outside years 1-9999")
+    return days
 
 
 def date_to_days(value: date) -> int:

@@ -350,7 +350,7 @@ def test_a_report_as_of_the_last_day_a_date_can_hold_is_refused(tmp_path: Path) 
     assert list(tmp_path.iterdir()) == [events]
 
 
-@pytest.mark.parametrize("command", ["worklist", "report", "synth", "demo"])
+@pytest.mark.parametrize("command", ["worklist", "report", "synth", "demo", "live demo"])
 def test_an_output_folder_that_cannot_be_made_is_named(tmp_path: Path, secret_env: str, command: str) -> None:
     # A folder inside a file stands for any folder that cannot be written (read-only, another
     # user's), also when the tests run as root.
@@ -363,6 +363,8 @@ def test_an_output_folder_that_cannot_be_made_is_named(tmp_path: Path, secret_en
         run = enrollbridge("synth", "--pool", "450200", "--year", "2024", "--students", "10", "--out", out)
     elif command == "demo":
         run = enrollbridge("demo", "--offline", "--students", "10", "--out", out)
+    elif command == "live demo":  # stopped before any broker or worker starts
+        run = enrollbridge("demo", "--exit", "--students", "10", "--out", out)
     else:
         run = enrollbridge(
             "report", "--pool", "450200", "--year", "2024", "--as-of", "2023-10-31", inputs, "--out", out

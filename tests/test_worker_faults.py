@@ -163,3 +163,27 @@ def test_sigterm_stops_a_worker_under_load_within_10_s(tmp_path: Path, kafka_boo
         if worker.poll() is None:
             worker.kill()
     assert took < STOP_LIMIT, f"{took:.1f} s\n{(tmp_path / 'worker.log').read_text(errors='replace')[-3000:]}"
+
+
+def test_an_embedded_broker_whose_port_was_taken_meanwhile_starts_on_another(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Between free_port() and the broker binding it, another process (a second test process) took the
+    # port: the broker exited at once while the port answered for the other process.
+    import socket
+
+    import infra.broker
+
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    busy = taken.getsockname()[1]
+    ports = iter([busy])
+    monkeypatch.setattr(infra.broker, "free_port", lambda: next(ports, None) or free_port())
+    try:
+        with EmbeddedBroker(log_file=tmp_path / "tansu.log") as broker:
+            assert broker.port != busy and not broker.exited()
+            settings = live_settings(broker.bootstrap_servers, tmp_path)
+            asyncio.run(ensure_topics(settings))  # a broker that answers Kafka, not the other listener
+    finally:
+        taken.close()

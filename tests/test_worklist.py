@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import openpyxl
+import orjson
 import pytest
 from openpyxl.utils import get_column_letter
 
@@ -212,6 +213,24 @@ def test_alert_files_with_blank_lines_are_read_and_a_bad_record_names_its_field(
     assert run.stderr.count("\n") == 1 and f"{alerts}:1: not an alert record: field kind: " in run.stderr, run.stderr
 
 
+@pytest.mark.parametrize("benefit_start", [3_000_000, 10**20, "11010519491231002X"])
+def test_an_alert_whose_date_cannot_be_shown_is_one_line_without_the_value(
+    tmp_path: Path, benefit_start: object
+) -> None:
+    # Days past year 9999 passed validation and ended in an OverflowError writing the lists; a text that
+    # is no date was quoted back whole by the date parser's message, an identity number too.
+    record = orjson.loads(_alert(1).model_dump_json())
+    record["details"]["benefit_start"] = "?"
+    value = str(benefit_start).encode() if isinstance(benefit_start, int) else orjson.dumps(benefit_start)
+    alerts = tmp_path / "alerts.jsonl"
+    alerts.write_bytes(orjson.dumps(record).replace(b'"?"', value) + b"\n")  # 10**20 is past orjson's ints
+    run = enrollbridge("worklist", alerts, "--out", tmp_path / "lists")
+    assert run.returncode == 2 and "Traceback" not in run.stderr, run.stderr
+    assert run.stderr.count("\n") == 1, run.stderr
+    assert f"{alerts}:1: not an alert record: field details.benefit_start: " in run.stderr
+    assert "11010519491231002X" not in run.stderr
+
+
 # -- hostile codes (issue 15, items 9 and 10) ----------------------------------------------------------------
 
 FORMULAS = ['=HYPERLINK("http://x","click")', "+cmd|' /C calc'!A0", "@SUM(1)", "-2+3", "\t=1+1", "\r=1+1"]
@@ -265,6 +284,23 @@ def test_formulas_typed_by_an_agency_stay_inert_text_in_every_csv_and_xlsx(tmp_p
     # The values are all there, as the agency typed them: inert, not lost.
     assert {"'" + text for text in FORMULAS} <= csv_cells
     assert {text for text in FORMULAS if not text.startswith(("\t", "\r"))} <= xlsx_cells
+
+
+def test_bidirectional_controls_from_an_alert_file_do_not_reach_a_work_list(tmp_path: Path) -> None:
+    # The connectors refuse them; an alert file made elsewhere can still hold them: in a work list they
+    # would turn the code beside the name around. They are shown as U+FFFD, the rest as it was.
+    alert = _alert(1, school_code="4502220001", school_name="城中\u202e1000小学", student_ref="XJ\u20661\u202e23")
+    write_worklists([alert], tmp_path)
+    texts: list[str] = []
+    for path in sorted(tmp_path.iterdir()):
+        if path.suffix == ".csv":
+            texts.append(path.read_text(encoding="utf-8-sig"))
+        else:
+            texts.extend(str(c.value) for sheet in openpyxl.load_workbook(path).worksheets for row in sheet.iter_rows()
+                         for c in row if c.value is not None)  # fmt: skip
+    joined = "\n".join(texts)
+    assert "\u202e" not in joined and "\u2066" not in joined
+    assert "XJ\ufffd1\ufffd23" in joined
 
 
 def test_report_xlsx_text_is_inert_too(tmp_path: Path) -> None:
