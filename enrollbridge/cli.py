@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from enrollbridge.bench import ROWS as BENCH_ROWS
-from infra.errors import InputError
+from infra.errors import InputError, first_problem
 
 if TYPE_CHECKING:
     from schemas.models import AlertRecord, CoverageRecord
@@ -599,11 +599,9 @@ def worklist(
                 try:
                     records.append(AlertRecord.model_validate_json(line))
                 except ValidationError as error:
-                    detail = error.errors(include_url=False, include_input=False)[0]
-                    field = ".".join(str(part) for part in detail["loc"]) or "record"
                     # A validator's message can quote the value: an identity number typed in is masked.
-                    why = printable(redact(detail["msg"], only_valid=False), 200)
-                    raise InputError(f"{path}:{number}: not an alert record: field {field}: {why}") from None
+                    why = printable(redact(first_problem(error), only_valid=False), 200)
+                    raise InputError(f"{path}:{number}: not an alert record: {why}") from None
         alerts = [
             a for a in open_alerts(records) if (pool is None or a.pool == pool) and (year in (None, a.coverage_year))
         ]

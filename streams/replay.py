@@ -32,7 +32,7 @@ import orjson
 from pydantic import ValidationError
 from tqdm import tqdm
 
-from infra.errors import InputError
+from infra.errors import InputError, first_problem
 from schemas.codec import (
     container_holds,
     container_metadata,
@@ -75,7 +75,7 @@ def _read(path: Path, persons: Callable[[str], bool] | None) -> Iterator[tuple[i
                 for number, event in enumerate(events, start=1):
                     yield number, event  # type: ignore[misc]
             except ValidationError as error:  # a record the contract refuses: named as a line is
-                raise InputError(f"{path}: record {number + 1}: {_first_problem(error)}") from None
+                raise InputError(f"{path}: record {number + 1}: {first_problem(error)}") from None
             except Exception as error:  # fastavro raises zlib.error, IndexError, ... on damaged blocks too
                 problem = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
                 raise InputError(f"{path}: not a readable Avro container of events: {problem}") from None
@@ -100,16 +100,9 @@ def _event_from_line(path: Path, number: int, line: bytes) -> LogEvent:
     try:
         return event_from_json(obj)  # type: ignore[return-value]
     except ValidationError as error:
-        raise InputError(f"{path}:{number}: {_first_problem(error)}") from None
+        raise InputError(f"{path}:{number}: {first_problem(error)}") from None
     except ValueError as error:
         raise InputError(f"{path}:{number}: field type: {error}") from None
-
-
-def _first_problem(error: ValidationError) -> str:
-    """``field NAME: what is wrong`` of a record's first invalid field, in one line."""
-    detail = error.errors(include_url=False, include_input=False)[0]
-    field_name = ".".join(str(part) for part in detail["loc"]) or "record"
-    return f"field {field_name}: {detail['msg']}"
 
 
 # (version time, type rank, event_id, the line itself, file rank, line number): the first three are
