@@ -50,7 +50,8 @@ _SPACING = re.compile(r"[\t\n\v\f\r\x1c-\x1f\x85]")
 # Every other control character, the bidirectional embeddings, overrides and isolates (U+202A-202E,
 # U+2066-2069: they reorder what follows them when a person reads the cell, so a school's code shown
 # beside its name reads backwards) and lone surrogates (not text at all) make a cell unusable.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+BIDI_CONTROLS = r"\u202a-\u202e\u2066-\u2069"  # a character class's ranges (enrollbridge.sheets too)
+_CONTROL = re.compile(rf"[\x00-\x1f\x7f-\x9f{BIDI_CONTROLS}\ud800-\udfff]")
 
 
 def cell_text(value: Any) -> str | None:

@@ -29,6 +29,7 @@ from openpyxl.styles import Alignment, Font, PatternFill
 from openpyxl.utils import get_column_letter
 from openpyxl.worksheet.worksheet import Worksheet
 
+from connectors.fields import BIDI_CONTROLS
 from schemas.times import CST
 
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r", "\n", "＝", "＋", "－", "＠")
@@ -44,7 +45,7 @@ MAX_WIDTH = 60
 _SAFE_NAME = re.compile(r"[^0-9A-Za-z_-]+")
 MAX_NAME = 64
 _SHEET_FORBIDDEN = re.compile(r"[\[\]:*?/\\]")
-_BIDI_CONTROLS = re.compile("[\u202a-\u202e\u2066-\u2069]")
+_BIDI_CONTROLS = re.compile(f"[{BIDI_CONTROLS}]")
 
 
 @dataclass(frozen=True)
