@@ -154,7 +154,7 @@ def _map_header(
             canonical.append(None)
             continue
         if name in seen:
-            given = f"{seen[name]!r} and {text!r}" if seen[name] != text else f"{text!r} twice"
+            given = _both(seen[name], text)
             raise InputError(f"{path}:{header_line}: the header names the column {name} {given}: keep one of them")
         seen[name] = text
         canonical.append(name)
@@ -166,6 +166,13 @@ def _map_header(
         named = ", ".join(_column_label(name, header_names, chinese=chinese) for name in missing)
         raise InputError(f"{path}: missing column{'s' if len(missing) > 1 else ''} {named}")
     return canonical, ignored, labels
+
+
+def _both(first: str, second: str) -> str:
+    """The two headers (or keys) that name one column, as a message shows them: ``'amount' and '缴费金额'``,
+    or ``'缴费金额' twice``; each safe to show and cut short."""
+    first, second = printable(first, FIELD_MAX), printable(second, FIELD_MAX)
+    return f"{first!r} twice" if first == second else f"{first!r} and {second!r}"
 
 
 def _column_label(name: str, header_names: dict[str, str], *, chinese: bool) -> str:
@@ -358,7 +365,7 @@ def map_record(
     problem: tuple[str, str] | None = None
     twice = header_names.get(cell_text(repeated) or "") if repeated is not None else None
     if twice is not None:
-        problem = ("BAD_ROW", f"the column {twice} is given twice ({printable(str(repeated), FIELD_MAX)!r} twice)")
+        problem = ("BAD_ROW", f"the column {twice} is given twice ({_both(str(repeated), str(repeated))})")
     for key, value in obj.items():
         text = cell_text(key) or ""
         name = header_names.get(text)
@@ -366,8 +373,7 @@ def map_record(
             unknown.append(str(key))
             continue
         if name in values and problem is None:
-            first = printable(labels.get(name, name), FIELD_MAX)
-            problem = ("BAD_ROW", f"the column {name} is given twice ({first!r} and {printable(text, FIELD_MAX)!r})")
+            problem = ("BAD_ROW", f"the column {name} is given twice ({_both(labels.get(name, name), text)})")
         values[name] = _json_scalar(value)
         if text != name:
             labels[name] = text
