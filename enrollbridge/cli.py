@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -87,10 +89,14 @@ def _distinct_outputs(inputs: tuple[Path, ...], outputs: dict[str, Path | None])
                 raise InputError(f"{option} {path} is also {other}: give each output its own file")
 
 
-def _cannot_write(error: OSError, out: Path) -> str:
-    """One line for an output folder or file that cannot be made (a read-only folder, a path through
-    a file, a full disk): the path that failed, else the folder asked for."""
-    return f"cannot write {error.filename or out}: {error.strerror or error}"
+@contextlib.contextmanager
+def _writing_to(out: Path) -> Iterator[None]:
+    """Writing into ``out``: an output folder or file that cannot be made (a read-only folder, a path
+    through a file, a full disk) is one line naming the path that failed, else the folder asked for."""
+    try:
+        yield
+    except OSError as error:
+        raise InputError(f"cannot write {error.filename or out}: {error.strerror or error}") from None
 
 
 def _encoding_option(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
@@ -300,10 +306,8 @@ def synth(
     secret = Secret.from_environment()
     config = season_config(load_policies(policy_file), pool, first, last, students, seed, out)
     config = replace(config, rates=rates, file_format=file_format, headers=headers)
-    try:
+    with _writing_to(out):
         manifest = SeasonGenerator(config, secret).generate()
-    except OSError as error:
-        raise InputError(_cannot_write(error, out)) from None
     for counts in manifest["files"].values():
         bad, again = counts["rejected"], counts["redelivered"]
         click.echo(f"  {out / counts['path']}: {counts['rows']} rows ({bad} bad, {again} re-delivered)")
@@ -460,18 +464,14 @@ def demo(
 
         secret = Secret.from_environment()
         policies = load_policies()
-        try:
+        with _writing_to(out):
             summary = offline_season(out, students, seed, secret, policies, coverage_year)
-        except OSError as error:
-            raise InputError(_cannot_write(error, out)) from None
         click.echo(summary.render())
         return
     from enrollbridge.live_demo import run_live_demo
 
-    try:
+    with _writing_to(out):
         out.mkdir(parents=True, exist_ok=True)  # here, so that a folder that cannot be made is one line
-    except OSError as error:
-        raise InputError(_cannot_write(error, out)) from None
     # Keep the page up for a person at a terminal; a script (no terminal on stdin) gets its exit.
     run_live_demo(students, seed, out, web_port, stay=not leave and sys.stdin.isatty(), year=coverage_year)
 
@@ -617,10 +617,8 @@ def worklist(
 
     schools = SchoolNames.from_event_files(event_files)
     policies = load_policies(policy_file)
-    try:
+    with _writing_to(out):
         written = write_worklists(alerts, out, schools, policies)
-    except OSError as error:
-        raise InputError(_cannot_write(error, out)) from None
     click.echo(
         f"{written.rows} open alerts in work lists for {written.counties} counties, {written.schools} schools "
         f"and {written.agencies} agencies: {out}"
@@ -681,12 +679,10 @@ def report(
     result = build_report(policy, as_of_date, coverage, alerts)
     as_of = format_date(as_of_date)  # the name and the summary show the day, not what was typed ("20231031 ")
     stem = out / f"report-{pool}-{year}-{as_of}"
-    try:
+    with _writing_to(out):
         out.mkdir(parents=True, exist_ok=True)
         write_html(result, stem.with_suffix(".html"))
         write_xlsx(result, stem.with_suffix(".xlsx"))
-    except OSError as error:
-        raise InputError(_cannot_write(error, out)) from None
     rate = f"{result.total.rate:.2%}" if result.total.rate is not None else "—"
     click.echo(
         f"{policy.describe()} as of {as_of}: {result.total.covered} of {result.total.on_roster} covered ({rate})"
