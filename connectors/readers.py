@@ -402,9 +402,9 @@ def _remember_repeats(pairs: list[tuple[str, Any]]) -> _Keys:
 def repeated_keys(text: str | bytes, parsed: object) -> object:
     """``parsed`` (orjson's reading of ``text``, which keeps the last of two equal keys silently) read
     again with every object's first repeated key in ``repeated_key``'s reach -- or ``parsed`` itself
-    when the text cannot repeat one: it has no more key ends than ``parsed`` has keys, which is every
-    ordinary record, so the second reading is paid only for a repeat, a nested object or a quote
-    escaped before a colon."""
+    when the text cannot repeat one: it has no more key ends than ``parsed`` has keys (nested objects'
+    keys counted), which is every ordinary record, so the second reading is paid only for a repeat or
+    for an escaped quote before a colon inside a string."""
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     if len(_KEY_ENDS.findall(text)) <= _key_count(parsed):
