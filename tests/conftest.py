@@ -57,9 +57,11 @@ def pg_schema() -> Iterator[str]:
     import psycopg
 
     name = f"t_{os.getpid()}_{next(_PG_NAMES)}"
-    # Dropped before too: a run that was killed left its schemas, and a later process can have its pid.
-    with psycopg.connect(PG_DSN, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+    def drop() -> None:
+        with psycopg.connect(PG_DSN, autocommit=True) as connection:
+            connection.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+    drop()  # before too: a run that was killed left its schemas, and a later process can have its pid
     yield name
-    with psycopg.connect(PG_DSN, autocommit=True) as connection:
-        connection.execute(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+    drop()
